@@ -1,0 +1,3 @@
+from mambaner_cli.cli import main
+
+main()
