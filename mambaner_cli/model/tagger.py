@@ -1,0 +1,123 @@
+"""The tagger network: token features → forward (and backward) Mamba → emissions → CRF or softmax.
+
+Shapes: b sentences, l positions (right padding, ``mask`` True at tokens), h = hidden_size, t tags.
+The backbones are real transformers ``MambaModel``s fed through ``inputs_embeds``, with their mixers
+swapped for ``FastMambaMixer``; the backward one reads each sentence reversed within its own length, so
+padding stays at the end in both directions and never reaches a real token.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import MambaConfig, MambaModel
+
+from mambaner_cli.model.config import TaggerConfig
+from mambaner_cli.model.crf import CRF, constrained_viterbi
+from mambaner_cli.model.embeddings import TokenFeatures
+from mambaner_cli.model.mixer import use_fast_scan
+
+
+def reverse_index(mask: torch.Tensor) -> torch.Tensor:
+    """[b, l] positions that reverse each row's first ``length`` entries and keep the padding in place.
+
+    Its own inverse: gathering twice with it gives the input back.
+    """
+    length = mask.shape[1]
+    lengths = mask.sum(dim=1, keepdim=True)  # b 1
+    positions = torch.arange(length, device=mask.device)[None, :]  # 1 l
+    return torch.where(positions < lengths, lengths - 1 - positions, positions)  # b l
+
+
+def _gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))  # b l h
+
+
+class MambaTagger(nn.Module):
+    def __init__(self, config: TaggerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.features = TokenFeatures(config)
+        self.forward_mamba = use_fast_scan(MambaModel(self.backbone_config(config)))
+        self.backward_mamba = (
+            use_fast_scan(MambaModel(self.backbone_config(config))) if config.bidirectional else None
+        )
+        directions = 2 if config.bidirectional else 1
+        self.dropout = nn.Dropout(config.dropout)
+        self.emissions = nn.Linear(directions * config.hidden_size, config.num_tags)
+        self.crf = CRF(config.labels) if config.use_crf else None
+
+    @staticmethod
+    def backbone_config(config: TaggerConfig) -> MambaConfig:
+        """A MambaModel config for ``inputs_embeds`` use: its 1-entry token embedding is never read."""
+        return MambaConfig(
+            vocab_size=1,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_layers,
+            state_size=config.state_size,
+            expand=config.expand,
+            conv_kernel=config.conv_kernel,
+            use_cache=False,
+            pad_token_id=0,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+
+    def _run(self, backbone: MambaModel, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[b, l, h] → [b, l, h] through one Mamba stack (no cache: whole sentences at once)."""
+        output = backbone(inputs_embeds=x, attention_mask=mask.long(), use_cache=False)
+        return output.last_hidden_state  # b l h
+
+    def forward(
+        self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Emission scores [b, l, t] (unnormalised; padding rows are meaningless)."""
+        mask = mask.bool()
+        x = self.features(word_ids, char_ids, case_ids)  # b l h
+        states = self._run(self.forward_mamba, x, mask)  # b l h
+        if self.backward_mamba is not None:
+            index = reverse_index(mask)  # b l
+            reversed_x = _gather_positions(x, index)  # b l h    each sentence right to left
+            backward = _gather_positions(self._run(self.backward_mamba, reversed_x, mask), index)  # b l h
+            states = torch.cat([states, backward], dim=-1)  # b l 2h
+        return self.emissions(self.dropout(states))  # b l t
+
+    def loss(
+        self,
+        word_ids: torch.Tensor,
+        char_ids: torch.Tensor,
+        case_ids: torch.Tensor,
+        mask: torch.Tensor,
+        tags: torch.Tensor,
+    ) -> torch.Tensor:
+        """CRF negative log-likelihood (mean over sentences), or token cross-entropy without a CRF."""
+        mask = mask.bool()
+        emissions = self.forward(word_ids, char_ids, case_ids, mask)  # b l t
+        if self.crf is not None:
+            return self.crf.neg_log_likelihood(emissions, tags, mask)
+        return F.cross_entropy(emissions[mask].float(), tags[mask])
+
+    @torch.no_grad()
+    def decode(
+        self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Tag ids (always valid IOB2) and per-token confidences, one list per sentence, as long as it.
+
+        Confidence is the probability of the chosen tag at that token: its CRF marginal, or its softmax
+        probability without a CRF. Call ``eval()`` first (dropout).
+        """
+        mask = mask.bool()
+        emissions = self.forward(word_ids, char_ids, case_ids, mask).float()  # b l t
+        if self.crf is not None:
+            paths = self.crf.viterbi(emissions, mask)
+            probabilities = self.crf.marginals(emissions, mask)  # b l t
+        else:
+            log_probs = F.log_softmax(emissions, dim=-1)  # b l t
+            paths = constrained_viterbi(log_probs, mask, self.config.labels)
+            probabilities = log_probs.exp()  # b l t
+        chosen = torch.zeros(mask.shape, dtype=torch.long, device=mask.device)  # b l
+        for i, path in enumerate(paths):
+            chosen[i, : len(path)] = torch.tensor(path, dtype=torch.long)
+        confidence = probabilities.gather(2, chosen[:, :, None]).squeeze(2).tolist()  # b l
+        return paths, [confidence[i][: len(path)] for i, path in enumerate(paths)]

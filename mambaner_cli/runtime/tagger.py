@@ -1,0 +1,104 @@
+"""The tagger behind one small interface: load a model directory, tag a batch of tokenized sentences.
+
+    tagger = Tagger.load("default", device="auto")
+    tags, scores = tagger.tag([["Wilson", "disease", "is", "rare", "."]])[0]
+
+Sentences are bucketed by length into batches (so padding costs little), and a sentence longer than
+the model's window is tagged in overlapping windows, each token taking its tag from the window in
+which it sits furthest from an edge — long sentences are windowed, never cut.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.model.config import TaggerConfig
+from mambaner_cli.model.features import Vocabulary, encode_batch
+from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.runtime.model_dir import read_config, read_json, resolve_model
+from mambaner_cli.runtime.spans import repair_iob
+
+TaggedSentence = tuple[list[str], list[float]]  # one IOB2 tag and one confidence per token
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MambanerError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto.")
+    return torch.device(device)
+
+
+def windows(length: int, size: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping windows over ``length`` tokens: (start, end, keep start, keep end).
+
+    Consecutive windows overlap by half a window; the seam between two windows is the middle of their
+    overlap, so every token is kept exactly once, by the window in which it has the most context.
+    """
+    if length <= size:
+        return [(0, length, 0, length)]
+    step = max(1, size // 2)
+    starts = list(range(0, length - size, step)) + [length - size]
+    seams = [0] + [(later + earlier + size) // 2 for earlier, later in itertools.pairwise(starts)] + [length]
+    return [(start, start + size, seams[k], seams[k + 1]) for k, start in enumerate(starts)]
+
+
+class Tagger:
+    def __init__(self, model: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str,
+                 device: torch.device, window: int = 256) -> None:
+        self.model = model.to(device).eval()
+        self.words = words
+        self.chars = chars
+        self.name = name
+        self.device = device
+        self.window = window
+        self.labels: list[str] = list(model.config.labels)
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, device: str = "auto") -> Tagger:
+        model_dir = resolve_model(str(model) if model else None)
+        config = read_config(model_dir)
+        vocab = read_json(model_dir / "vocab.json")
+        tagger_config = TaggerConfig.from_dict(config["tagger"])
+        network = MambaTagger(tagger_config)
+        weights = model_dir / "model.safetensors"
+        if not weights.is_file():
+            raise MambanerError(f"{weights} is missing: the model directory is incomplete.")
+        network.load_state_dict(load_file(str(weights)))
+        return cls(network, Vocabulary.from_list(vocab["words"]), Vocabulary.from_list(vocab["chars"]),
+                   config.get("name", model_dir.name), pick_device(device), config.get("window", 256))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.inference_mode()
+    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[TaggedSentence]:
+        """Tags and confidences for each sentence, in the order given."""
+        # Cut long sentences into windows; every piece is tagged like a sentence of its own.
+        pieces: list[tuple[int, int, int, int, int]] = []  # sentence, start, end, keep start, keep end
+        for index, tokens in enumerate(sentences):
+            for start, end, keep_start, keep_end in windows(len(tokens), self.window):
+                pieces.append((index, start, end, keep_start, keep_end))
+        order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
+        results: list[TaggedSentence] = [(["O"] * len(s), [1.0] * len(s)) for s in sentences]
+        for first in range(0, len(order), batch_size):
+            batch = [pieces[i] for i in order[first:first + batch_size] if pieces[i][2] > pieces[i][1]]
+            if not batch:
+                continue
+            tokens = [list(sentences[s][start:end]) for s, start, end, _, _ in batch]
+            features = encode_batch(tokens, self.words, self.chars, self.model.config.max_word_len)
+            features = {key: value.to(self.device) for key, value in features.items()}
+            tag_ids, confidences = self.model.decode(**features)
+            for (s, start, _, keep_start, keep_end), ids, conf in zip(batch, tag_ids, confidences):
+                tags, scores = results[s]
+                for position in range(keep_start, keep_end):
+                    tags[position] = self.labels[ids[position - start]]
+                    scores[position] = float(conf[position - start])
+        return [(repair_iob(tags), scores) for tags, scores in results]

@@ -1,0 +1,44 @@
+"""Shared fixtures: the corpus folder and a tiny seeded model directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path | None:
+    path = Path(os.environ.get("MAMBANER_DATA", REPO.parent / "shared" / "data"))
+    return path if (path / "iob").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    path = data_dir()
+    if path is None:
+        pytest.skip("benchmark corpora not found (set MAMBANER_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny, seeded, untrained tagger saved as a complete model directory."""
+    import torch
+
+    from mambaner_cli.model.config import TaggerConfig
+    from mambaner_cli.model.features import Vocabulary
+    from mambaner_cli.model.tagger import MambaTagger
+    from training.train import save_model
+
+    torch.manual_seed(0)
+    words = Vocabulary.build({"disease": 3, "the": 5, "cancer": 2}, 1)
+    chars = Vocabulary.build({c: 1 for c in "abcdefghijklmnopqrstuvwxyz0123456789.,-()"}, 1)
+    config = TaggerConfig(labels=["O", "B-Disease", "I-Disease"], word_vocab_size=len(words),
+                          char_vocab_size=len(chars), word_dim=8, char_dim=8, char_channels=8, case_dim=4,
+                          hidden_size=16, num_layers=1, state_size=4)
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    save_model(out, MambaTagger(config), words, chars, "tiny")
+    return out

