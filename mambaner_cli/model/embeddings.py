@@ -24,9 +24,11 @@ class TokenFeatures(nn.Module):
             config.char_dim, config.char_channels, config.char_kernel, padding=config.char_kernel // 2
         )
         self.cases = nn.Embedding(NUM_CASE_IDS, config.case_dim, padding_idx=0)
+        # lexicon ids: 0 padding, then 1 + the match code (outside, begin, inside)
+        self.lexicon = nn.Embedding(4, config.lexicon_dim, padding_idx=0) if config.lexicon_dim else None
         self.dropout = nn.Dropout(config.dropout)
         self.projection = nn.Linear(
-            config.word_dim + config.char_channels + config.case_dim, config.hidden_size
+            config.word_dim + config.char_channels + config.case_dim + config.lexicon_dim, config.hidden_size
         )
 
     def char_vectors(self, char_ids: torch.Tensor) -> torch.Tensor:
@@ -40,7 +42,12 @@ class TokenFeatures(nn.Module):
         pooled = pooled.masked_fill(~present.any(dim=2), 0.0)  # (b l) channels    words without characters
         return pooled.view(batch, length, -1)  # b l channels
 
-    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor,
+                lexicon_ids: torch.Tensor | None = None) -> torch.Tensor:
         parts = [self.words(word_ids), self.char_vectors(char_ids), self.cases(case_ids)]
-        features = torch.cat(parts, dim=-1)  # b l (word_dim + char_channels + case_dim)
+        if self.lexicon is not None:
+            if lexicon_ids is None:
+                raise ValueError("this network reads lexicon match codes: pass lexicon_ids")
+            parts.append(self.lexicon(lexicon_ids))  # b l lexicon_dim
+        features = torch.cat(parts, dim=-1)  # b l (word_dim + char_channels + case_dim [+ lexicon_dim])
         return self.projection(self.dropout(features))  # b l hidden

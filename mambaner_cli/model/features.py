@@ -104,7 +104,8 @@ def clip_word(word: str, max_word_len: int) -> str:
 
 
 def encode_batch(
-    sentences: list[list[str]], words: Vocabulary, chars: Vocabulary, max_word_len: int
+    sentences: list[list[str]], words: Vocabulary, chars: Vocabulary, max_word_len: int,
+    lexicon_codes: list[list[int]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Right-padded id tensors for a batch of tokenised sentences.
 
@@ -136,4 +137,8 @@ def encode_batch(
     char_ids = torch.tensor(char_rows, dtype=torch.long).view(batch, length, width)  # b l c
     case_ids = torch.tensor(case_rows, dtype=torch.long).view(batch, length)  # b l
     mask = torch.arange(length)[None, :] < lengths[:, None]  # b l
-    return {"word_ids": word_ids, "char_ids": char_ids, "case_ids": case_ids, "mask": mask}
+    batch_tensors = {"word_ids": word_ids, "char_ids": char_ids, "case_ids": case_ids, "mask": mask}
+    if lexicon_codes is not None:  # match codes 0/1/2 (outside/begin/inside) → ids 1/2/3, 0 is padding
+        rows = [[code + 1 for code in codes] + [0] * (length - len(codes)) for codes in lexicon_codes]
+        batch_tensors["lexicon_ids"] = torch.tensor(rows, dtype=torch.long).view(batch, length)  # b l
+    return batch_tensors

@@ -70,11 +70,12 @@ class MambaTagger(nn.Module):
         return output.last_hidden_state  # b l h
 
     def forward(
-        self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor
+        self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
+        lexicon_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Emission scores [b, l, t] (unnormalised; padding rows are meaningless)."""
         mask = mask.bool()
-        x = self.features(word_ids, char_ids, case_ids)  # b l h
+        x = self.features(word_ids, char_ids, case_ids, lexicon_ids)  # b l h
         states = self._run(self.forward_mamba, x, mask)  # b l h
         if self.backward_mamba is not None:
             index = reverse_index(mask)  # b l
@@ -90,17 +91,19 @@ class MambaTagger(nn.Module):
         case_ids: torch.Tensor,
         mask: torch.Tensor,
         tags: torch.Tensor,
+        lexicon_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """CRF negative log-likelihood (mean over sentences), or token cross-entropy without a CRF."""
         mask = mask.bool()
-        emissions = self.forward(word_ids, char_ids, case_ids, mask)  # b l t
+        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids)  # b l t
         if self.crf is not None:
             return self.crf.neg_log_likelihood(emissions, tags, mask)
         return F.cross_entropy(emissions[mask].float(), tags[mask])
 
     @torch.no_grad()
     def decode(
-        self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor
+        self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
+        lexicon_ids: torch.Tensor | None = None,
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Tag ids (always valid IOB2) and per-token confidences, one list per sentence, as long as it.
 
@@ -108,7 +111,7 @@ class MambaTagger(nn.Module):
         probability without a CRF. Call ``eval()`` first (dropout).
         """
         mask = mask.bool()
-        emissions = self.forward(word_ids, char_ids, case_ids, mask).float()  # b l t
+        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids).float()  # b l t
         if self.crf is not None:
             paths = self.crf.viterbi(emissions, mask)
             probabilities = self.crf.marginals(emissions, mask)  # b l t

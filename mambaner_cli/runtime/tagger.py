@@ -10,6 +10,7 @@ which it sits furthest from an edge — long sentences are windowed, never cut.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from safetensors.torch import load_file
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary, encode_batch
+from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.tagger import MambaTagger
 from mambaner_cli.runtime.model_dir import read_config, read_json, resolve_model
 from mambaner_cli.runtime.spans import repair_iob
@@ -49,9 +51,22 @@ def windows(length: int, size: int) -> list[tuple[int, int, int, int]]:
     return [(start, start + size, seams[k], seams[k + 1]) for k, start in enumerate(starts)]
 
 
+LEXICON_FILE = "lexicon.txt.gz"
+
+
+def load_lexicon(path: Path) -> LexiconMatcher:
+    if not path.is_file():
+        raise MambanerError(f"{path} is missing: the model directory is incomplete.")
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return LexiconMatcher.from_list(handle)
+
+
 class Tagger:
     def __init__(self, model: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str,
-                 device: torch.device, window: int = 256) -> None:
+                 device: torch.device, window: int = 256, lexicon: LexiconMatcher | None = None) -> None:
+        if model.config.lexicon_dim and lexicon is None:
+            raise MambanerError(f"model {name} reads lexicon matches but has no lexicon (lexicon.txt.gz).")
+        self.lexicon = lexicon
         self.model = model.to(device).eval()
         self.words = words
         self.chars = chars
@@ -71,8 +86,9 @@ class Tagger:
         if not weights.is_file():
             raise MambanerError(f"{weights} is missing: the model directory is incomplete.")
         network.load_state_dict(load_file(str(weights)))
+        lexicon = load_lexicon(model_dir / LEXICON_FILE) if tagger_config.lexicon_dim else None
         return cls(network, Vocabulary.from_list(vocab["words"]), Vocabulary.from_list(vocab["chars"]),
-                   config.get("name", model_dir.name), pick_device(device), config.get("window", 256))
+                   config.get("name", model_dir.name), pick_device(device), config.get("window", 256), lexicon)
 
     @property
     def num_parameters(self) -> int:
@@ -87,13 +103,16 @@ class Tagger:
             for start, end, keep_start, keep_end in windows(len(tokens), self.window):
                 pieces.append((index, start, end, keep_start, keep_end))
         order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
+        # Lexicon matches over whole sentences, so a window never cuts a name in two.
+        codes = [self.lexicon.match(tokens) for tokens in sentences] if self.lexicon is not None else None
         results: list[TaggedSentence] = [(["O"] * len(s), [1.0] * len(s)) for s in sentences]
         for first in range(0, len(order), batch_size):
             batch = [pieces[i] for i in order[first:first + batch_size] if pieces[i][2] > pieces[i][1]]
             if not batch:
                 continue
             tokens = [list(sentences[s][start:end]) for s, start, end, _, _ in batch]
-            features = encode_batch(tokens, self.words, self.chars, self.model.config.max_word_len)
+            lexicon_codes = [codes[s][start:end] for s, start, end, _, _ in batch] if codes is not None else None
+            features = encode_batch(tokens, self.words, self.chars, self.model.config.max_word_len, lexicon_codes)
             features = {key: value.to(self.device) for key, value in features.items()}
             tag_ids, confidences = self.model.decode(**features)
             for (s, start, _, keep_start, keep_end), ids, conf in zip(batch, tag_ids, confidences):

@@ -1,0 +1,114 @@
+"""A token classifier over a pretrained transformers ``MambaModel``: subword states → linear head.
+
+This is the network of the ``finetune`` recipe (the paper's setup: a pretrained Mamba language model,
+LoRA-tuned for NER). It sees subword ids; each word is represented by one of its subwords (the first,
+or the last: see ``label_subword`` in runtime/subword.py), and decoding runs over those word positions
+only, with the IOB2-constrained Viterbi of model/crf.py, so the output is always valid IOB2.
+
+Shapes: b sequences, l subword positions (right padding, ``attention_mask`` 1 at real subwords),
+w words (right padding, ``word_mask`` True at words), h = the backbone's hidden size, t tags.
+
+Optionally (``bidirectional``) the same backbone also reads each sequence reversed within its own
+length and the two states are concatenated before the head. A pretrained Mamba is causal, so a word's
+representation only sees what precedes it; the backward pass adds the right context at the cost of a
+second forward. Off by default: the paper's model is the causal one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import MambaModel
+from transformers.models.mamba.modeling_mamba import MambaMixer
+
+from mambaner_cli.model.crf import constrained_viterbi
+from mambaner_cli.model.mixer import use_fast_scan
+from mambaner_cli.model.tagger import reverse_index
+
+IGNORE_INDEX = -100  # label of subwords that carry no word label (cross-entropy skips them)
+# The projections of every Mamba block: LoRA on all four, as in the paper's setup.
+LORA_TARGETS = ("in_proj", "x_proj", "dt_proj", "out_proj")
+
+
+def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[i, index[i, j]] for every row: [b, l, k] and [b, m] → [b, m, k]."""
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
+
+
+class PretrainedTagger(nn.Module):
+    """Linear head (with dropout) on the states of a pretrained Mamba backbone."""
+
+    def __init__(self, backbone: MambaModel, labels: list[str], bidirectional: bool = False,
+                 dropout: float = 0.1, fast_scan: bool = True) -> None:
+        super().__init__()
+        # fast_scan=False keeps transformers' own mixer (its sequential CPU path); only for comparisons:
+        # that mixer reads dt_proj.weight directly, so a LoRA adapter on dt_proj would be ignored.
+        self.backbone = use_fast_scan(backbone) if fast_scan else backbone
+        self.labels = list(labels)
+        self.bidirectional = bidirectional
+        directions = 2 if bidirectional else 1
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(directions * backbone.config.hidden_size, len(self.labels))
+
+    def _states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask.long(), use_cache=False)
+        return output.last_hidden_state  # b l h
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Emission scores [b, l, t] at every subword (padding rows are meaningless)."""
+        states = self._states(input_ids, attention_mask)  # b l h
+        if self.bidirectional:
+            index = reverse_index(attention_mask.bool())  # b l    reverses each row within its length
+            reversed_ids = input_ids.gather(1, index)  # b l
+            backward = _gather(self._states(reversed_ids, attention_mask), index)  # b l h
+            states = torch.cat([states, backward], dim=-1)  # b l 2h
+        return self.head(self.dropout(states.float()))  # b l t
+
+    def loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the labelled subwords (``labels`` [b, l], IGNORE_INDEX elsewhere)."""
+        emissions = self.forward(input_ids, attention_mask)  # b l t
+        return F.cross_entropy(emissions.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+    @torch.no_grad()
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_positions: torch.Tensor,
+               word_mask: torch.Tensor) -> tuple[list[list[int]], list[list[float]]]:
+        """Word-level tag ids (always valid IOB2) and the probability of each chosen tag.
+
+        ``word_positions`` [b, w] is the subword position that represents each word (0 at padding).
+        Call ``eval()`` first (dropout).
+        """
+        word_mask = word_mask.bool()
+        emissions = self.forward(input_ids, attention_mask)  # b l t
+        words = _gather(emissions, word_positions)  # b w t
+        log_probs = F.log_softmax(words.float(), dim=-1)  # b w t
+        paths = constrained_viterbi(log_probs, word_mask, self.labels)
+        chosen = torch.zeros(word_mask.shape, dtype=torch.long, device=word_mask.device)  # b w
+        for i, path in enumerate(paths):
+            chosen[i, : len(path)] = torch.tensor(path, dtype=torch.long)
+        confidence = log_probs.exp().gather(2, chosen[:, :, None]).squeeze(2).tolist()  # b w
+        return paths, [confidence[i][: len(path)] for i, path in enumerate(paths)]
+
+
+def add_lora(model: PretrainedTagger, r: int = 8, alpha: int = 16, dropout: float = 0.1,
+             targets: tuple[str, ...] = LORA_TARGETS, base_model: str | None = None):
+    """Inject LoRA adapters into the backbone's projections, in place; the head stays fully trainable.
+
+    Returns the ``peft.PeftModel`` wrapper (for ``save_pretrained`` of the adapter); keep using ``model``
+    itself for forward/loss/decode. peft refuses ``out_proj`` on a bare transformers Mamba because the
+    original mixer's fused CUDA path reads ``out_proj.weight`` directly (and its CPU path does the same
+    with ``dt_proj.weight``), silently skipping an adapter. ``FastMambaMixer`` calls every projection as
+    a module and only takes the fused path when they are plain ``nn.Linear``s, so all four adapters take
+    effect here; the adapter is therefore attached through this wrapper module (peft's check looks for
+    ``config.model_type == "mamba"`` on the model it is given), and only with the fast mixer in place.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if any(type(m) is MambaMixer for m in model.backbone.modules()):
+        raise ValueError("add_lora needs the fast mixer (PretrainedTagger(fast_scan=True)): transformers' "
+                         "mixer ignores adapters on dt_proj and, on CUDA, on out_proj")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
+    wrapped = get_peft_model(model, config)
+    wrapped.peft_config["default"].base_model_name_or_path = base_model  # recorded in adapter_config.json
+    model.head.requires_grad_(True)
+    return wrapped

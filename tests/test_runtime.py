@@ -1,0 +1,126 @@
+"""The runtime: span extraction, windowing of long sentences, model directories, the lexicon input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mambaner_cli.document import Token, make_document
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.model.config import TaggerConfig
+from mambaner_cli.model.features import Vocabulary
+from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.runtime.model_dir import resolve_model
+from mambaner_cli.runtime.pipeline import RunSummary, tag_documents
+from mambaner_cli.runtime.spans import repair_iob, spans_from_tags, tags_from_spans
+from mambaner_cli.runtime.tagger import Tagger, windows
+from mambaner_cli.text.tokens import tokenize
+from training.train import save_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_spans_from_tags_offsets_and_scores():
+    text = "Acute renal failure and gout."
+    tokens = tokenize(text)
+    tags = ["B-Disease", "I-Disease", "I-Disease", "O", "B-Disease", "O"]
+    spans = spans_from_tags(text, tokens, tags, [0.9, 0.8, 0.7, 1.0, 0.5, 1.0], sentence_index=3)
+    assert [(s.text, s.label, s.score, s.sentence_index) for s in spans] == [
+        ("Acute renal failure", "Disease", 0.8, 3), ("gout", "Disease", 0.5, 3)]
+    assert all(text[s.start:s.end] == s.text for s in spans)
+
+
+def test_repair_and_round_trip():
+    assert repair_iob(["I-Disease", "I-Disease", "O", "I-Chemical", "B-Disease", "I-Chemical"]) == [
+        "B-Disease", "I-Disease", "O", "B-Chemical", "B-Disease", "B-Chemical"]
+    text = "Breast cancer in BRCA1 carriers"
+    tokens = tokenize(text)
+    spans = spans_from_tags(text, tokens, ["B-Disease", "I-Disease", "O", "O", "O"], [1.0] * 5)
+    assert tags_from_spans(tokens, spans) == ["B-Disease", "I-Disease", "O", "O", "O"]
+
+
+@pytest.mark.parametrize("length,size", [(1, 8), (8, 8), (9, 8), (25, 8), (100, 8), (1000, 256), (300, 7)])
+def test_windows_keep_every_token_once(length, size):
+    kept = []
+    for start, end, keep_start, keep_end in windows(length, size):
+        assert 0 <= start <= keep_start <= keep_end <= end <= length and end - start <= size
+        kept.extend(range(keep_start, keep_end))
+    assert kept == list(range(length))
+
+
+def tiny_tagger(lexicon: LexiconMatcher | None = None, window: int = 256) -> Tagger:
+    torch.manual_seed(1)
+    words = Vocabulary.build({"gout": 2, "the": 3}, 1)
+    chars = Vocabulary.build({c: 1 for c in "abcdefghijklmnopqrstuvwxyz"}, 1)
+    config = TaggerConfig(labels=["O", "B-Disease", "I-Disease"], word_vocab_size=len(words),
+                          char_vocab_size=len(chars), word_dim=8, char_dim=8, char_channels=8, case_dim=4,
+                          hidden_size=16, num_layers=1, state_size=4, lexicon_dim=4 if lexicon else 0)
+    return Tagger(MambaTagger(config), words, chars, "tiny", torch.device("cpu"), window, lexicon)
+
+
+def test_long_sentences_are_windowed_not_cut():
+    sentence = ["the", "gout", "of", "kings"] * 40  # 160 tokens
+    tagger = tiny_tagger(window=32)
+    tags, scores = tagger.tag([sentence, ["gout"]], batch_size=2)[0]
+    assert len(tags) == len(scores) == 160
+    assert repair_iob(tags) == tags
+    # each token is tagged from the window that keeps it, exactly as if that window were a sentence
+    for start, end, keep_start, keep_end in windows(160, 32):
+        alone = tagger.tag([sentence[start:end]])[0][1]
+        assert scores[keep_start:keep_end] == pytest.approx(alone[keep_start - start:keep_end - start], abs=1e-5)
+
+
+def test_lexicon_changes_the_input_and_is_saved(tmp_path):
+    lexicon = LexiconMatcher(["gout", "renal failure"])
+    tagger = tiny_tagger(lexicon)
+    with pytest.raises(MambanerError, match="lexicon"):
+        Tagger(tagger.model, tagger.words, tagger.chars, "x", torch.device("cpu"))
+    sentence = ["renal", "failure", "and", "gout"]
+    with_matches = tagger.tag([sentence])[0][1]
+    tagger.lexicon = LexiconMatcher(["something else"])
+    assert tagger.tag([sentence])[0][1] != with_matches  # the codes reach the network
+    save_model(tmp_path / "m", tagger.model, tagger.words, tagger.chars, "m", lexicon)
+    loaded = Tagger.load(tmp_path / "m", device="cpu")
+    assert loaded.lexicon.match(sentence) == [1, 2, 0, 1]
+    assert loaded.tag([sentence])[0][1] == pytest.approx(with_matches, abs=1e-5)
+
+
+def test_model_directory_errors(tmp_path, tiny_model_dir):
+    with pytest.raises(MambanerError, match="shipped models"):
+        resolve_model("no-such-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MambanerError, match="no config.json"):
+        resolve_model(str(tmp_path / "empty"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MambanerError, match="vocab.json is missing"):
+        Tagger.load(broken)
+
+
+def test_pipeline_accounts_for_every_document(tiny_model_dir):
+    from mambaner_cli.errors import ReadError
+
+    docs = [make_document(str(i), f"Title {i}.", "Gout and fever. Second sentence." if i % 2 else None)
+            for i in range(7)]
+    items = [docs[0], ReadError("bad.xml", "truncated", line=3), *docs[1:]]
+    summary = RunSummary()
+    out = list(tag_documents(items, Tagger.load(tiny_model_dir, device="cpu"), summary, batch_size=2,
+                             chunk_sentences=3))
+    assert [d.id for d in out] == [str(i) for i in range(7)]
+    assert summary.documents == 7 and [str(e) for e in summary.errors] == ["bad.xml:3: truncated"]
+    assert summary.sentences == sum(len(d.sentences) for d in out) == 7 + 3 * 2
+    for doc in out:
+        for sentence in doc.sentences:
+            assert len(sentence.tags) == len(sentence.tokens)
+            assert all(isinstance(t, Token) and doc.text[t.start:t.end] == t.text for t in sentence.tokens)
