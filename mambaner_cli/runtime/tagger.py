@@ -79,6 +79,10 @@ class Tagger:
     def load(cls, model: str | Path | None = None, device: str = "auto") -> Tagger:
         model_dir = resolve_model(str(model) if model else None)
         config = read_config(model_dir)
+        if config.get("recipe") == "finetune":  # a fine-tuned pretrained Mamba (training/finetune.py)
+            from mambaner_cli.runtime.subword import SubwordTagger
+
+            return SubwordTagger.from_model_dir(model_dir, config, device)
         vocab = read_json(model_dir / "vocab.json")
         tagger_config = TaggerConfig.from_dict(config["tagger"])
         network = MambaTagger(tagger_config)
