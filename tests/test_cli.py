@@ -40,7 +40,7 @@ def assert_offsets(records: list[dict]) -> None:
 
 def test_every_command_has_help():
     for command in (["--help"], ["tag", "--help"], ["fetch", "--help"], ["train", "--help"],
-                    ["train", "scratch", "--help"], ["evaluate", "--help"]):
+                    ["train", "scratch", "--help"], ["train", "finetune", "--help"], ["evaluate", "--help"]):
         assert "Usage" in run(*command).output
 
 
