@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mambaner_cli.model.conv import causal_depthwise_conv
 from mambaner_cli.model.scan import mamba_ssm_available, scan_channels_last, selective_scan
 
 
@@ -101,24 +102,6 @@ def mask_padding(hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torc
     if mask is None:
         return hidden_states
     return (hidden_states * mask[:, :, None]).to(hidden_states.dtype)  # b l k
-
-
-def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Causal depthwise conv over l in the [b, l, d] layout; weight [d, 1, K] as in ``nn.Conv1d``.
-
-    out[:, t] = bias + Σ_k weight[:, 0, k] * x[:, t - (K-1) + k] (zero before the start): the same as
-    ``conv1d(x^T, padding=K-1, groups=d)[..., :l]^T`` without the two transposes.
-    """
-    length = x.shape[1]
-    kernel = weight.shape[-1]
-    taps = weight[:, 0, :]  # d K
-    padded = F.pad(x, (0, 0, kernel - 1, 0))  # b l+K-1 d
-    out = padded[:, 0:length] * taps[:, 0]  # b l d
-    for k in range(1, kernel):
-        out = torch.addcmul(out, padded[:, k : k + length], taps[:, k])  # b l d
-    if bias is not None:
-        out = out + bias  # b l d
-    return out
 
 
 class Mixer(nn.Module):
