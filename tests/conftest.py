@@ -42,3 +42,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny"
     save_model(out, MambaTagger(config), words, chars, "tiny")
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """The CPU is shared (a training run may be going on): one torch thread is enough for tiny models,
+    and two threads stall when the other core is busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,13 +17,7 @@ from mambaner_cli.model.tagger import MambaTagger
 from mambaner_cli.runtime.tagger import Tagger
 from tests.conftest import REPO
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_mamba_config(**overrides: object) -> MambaConfig:

@@ -35,12 +35,7 @@ PUBTATOR = (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_quick_run_prints_both_tables_for_every_model(corpus_dir, capsys, tmp_path, monkeypatch):

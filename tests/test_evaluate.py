@@ -30,14 +30,7 @@ from training.evaluate import (
 )
 from training.metrics import entity_scores
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared (a training run may be going on): one thread is enough for a tiny model."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ScriptedTagger:

@@ -20,13 +20,7 @@ from mambaner_cli.runtime.tagger import Tagger, windows
 from mambaner_cli.text.tokens import tokenize
 from training.train import save_model
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_spans_from_tags_offsets_and_scores():
