@@ -151,22 +151,30 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
                     extra_failures=lambda: report_failures(report, missing_file), threads=threads)
 
 
+def cpu_threads(threads: int) -> int:
+    """Thread policy of `tag` and `evaluate`: ``threads`` torch threads (0: one per physical core), and idle
+    OpenMP threads that sleep instead of spinning. OMP_WAIT_POLICY is read when torch loads, so this runs
+    before torch's import; with the CPU shared, spinning threads made tagging ~50x slower
+    (training/benchmark.py). A user's own OMP_WAIT_POLICY wins."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from mambaner_cli.runtime.tagger import set_threads
+
+    return set_threads(threads)
+
+
 def run_tagging(items, output: str, fmt: str, model: str | None, batch_size: int, device: str,
                 fail_fast: bool, quiet: bool, extra_failures: Callable[[], list[str]] | None = None,
                 threads: int = 0) -> None:
     """Shared by `tag` for files and for PubMed fetches: progress, summary, exit status."""
-    import os
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    # Idle OpenMP threads sleep instead of spinning (read when torch loads, so before its import): with the
-    # CPU shared, spinning threads made tagging ~50x slower (training/benchmark.py). The user's setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cpu_threads(threads)
     from mambaner_cli.runtime.run import tag_to_file
-    from mambaner_cli.runtime.tagger import Tagger, set_threads
+    from mambaner_cli.runtime.tagger import Tagger
 
     console = stderr_console(quiet)
-    set_threads(threads)
     tagger = Tagger.load(model, device=device)
     progress = Progress(TextColumn("[bold]tagging"), BarColumn(bar_width=None),
                         TextColumn("{task.fields[docs]} documents, {task.fields[sents]} sentences, "
@@ -355,20 +363,17 @@ def finetune(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...
 @click.option("--no-documents", is_flag=True, help="Skip the document-level (full pipeline) evaluation.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every number to this file.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a Markdown report to this file.")
-@click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: torch's default).")
+@click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
 @click.option("-q", "--quiet", is_flag=True)
 def evaluate(dataset: str, split: str, conll: str | None, data_dir: str | None, model: str | None,
              batch_size: int, device: str, no_documents: bool, json_path: str | None, report: str | None,
              threads: int, quiet: bool) -> None:
     """Benchmark a model: strict entity-level F1 on a standard split, and the full pipeline on documents."""
+    cpu_threads(threads)  # before training.evaluate imports torch
     from mambaner_cli.invocation import command_line
     from training.evaluate import EvalArgs, markdown_report, write_json
     from training.evaluate import evaluate as run_evaluation
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     console = stderr_console(quiet)
     args = EvalArgs(dataset=dataset, split=split, model=model, conll=conll, data_dir=data_dir, device=device,
                     batch_size=batch_size, document_level=not no_documents)

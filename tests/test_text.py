@@ -87,6 +87,22 @@ def test_tokens_cover_every_non_space_character() -> None:
             assert text[token.start:token.end] == token.text and not token.text[0].isspace()
 
 
+def test_ascii_fast_path_tokenizes_as_the_general_rule() -> None:
+    """ASCII text takes a simpler pattern; it must cut every ASCII text exactly as the Unicode rule does."""
+    from mambaner_cli.text import tokens as module
+
+    generator = random.Random(5)
+    alphabet = [chr(c) for c in range(128)]
+    for _ in range(500):
+        text = "".join(generator.choice(alphabet) for _ in range(generator.randint(0, 60)))
+        assert text.isascii()
+        expected = [m.span() for m in module._TOKEN.finditer(text)]
+        assert token_spans(text) == expected
+        assert [(t.start, t.end) for t in tokenize(text)] == expected
+    # One non-ASCII character anywhere sends the whole text to the general rule.
+    assert [t.text for t in tokenize("Sjo\u0308gren syndrome_x")] == ["Sjo\u0308gren", "syndrome", "_", "x"]
+
+
 # --- sentences ----------------------------------------------------------------------------------
 
 

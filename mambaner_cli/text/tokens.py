@@ -24,6 +24,13 @@ from mambaner_cli.document import Token
 # other non-space character. Underscore is punctuation here, as in the IOB files' convention.
 _MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 _TOKEN = re.compile(rf"[^\W_](?:[^\W_]+|[{_MARKS}]+)*|\S[{_MARKS}]*")
+# The same rule for ASCII text (PubMed is nearly all ASCII), where it needs no Unicode classes and no
+# combining marks: twice as fast, and tokenizing is half of the sentence splitter's time.
+_ASCII_TOKEN = re.compile(r"[A-Za-z0-9]+|\S")
+
+
+def _pattern(text: str) -> re.Pattern[str]:
+    return _ASCII_TOKEN if text.isascii() else _TOKEN
 
 
 def tokenize(text: str, offset: int = 0) -> list[Token]:
@@ -32,9 +39,9 @@ def tokenize(text: str, offset: int = 0) -> list[Token]:
     ``token.text == text[token.start - offset:token.end - offset]`` for every token, and the tokens
     cover every non-space character of ``text`` exactly once, in order.
     """
-    return [Token(m.start() + offset, m.end() + offset, m.group()) for m in _TOKEN.finditer(text)]
+    return [Token(m.start() + offset, m.end() + offset, m.group()) for m in _pattern(text).finditer(text)]
 
 
 def token_spans(text: str) -> list[tuple[int, int]]:
     """The ``(start, end)`` character spans of :func:`tokenize`, without building Token records."""
-    return [m.span() for m in _TOKEN.finditer(text)]
+    return [m.span() for m in _pattern(text).finditer(text)]
