@@ -118,3 +118,59 @@ def test_pipeline_accounts_for_every_document(tiny_model_dir):
         for sentence in doc.sentences:
             assert len(sentence.tags) == len(sentence.tokens)
             assert all(isinstance(t, Token) and doc.text[t.start:t.end] == t.text for t in sentence.tokens)
+
+
+def test_background_reading_gives_the_same_output_and_errors(tiny_model_dir):
+    from mambaner_cli.errors import ReadError
+
+    def items():
+        for i in range(9):
+            if i == 4:
+                yield ReadError("bad.xml", "truncated", line=i)
+            yield make_document(str(i), f"Title {i}.", "Gout and fever. Second sentence." if i % 2 else None)
+
+    tagger = Tagger.load(tiny_model_dir, device="cpu")
+    runs = []
+    for prefetch in (0, 2):
+        summary = RunSummary()
+        docs = list(tag_documents(items(), tagger, summary, batch_size=2, chunk_sentences=3, prefetch=prefetch))
+        runs.append(([(d.id, [s.tags for s in d.sentences], [(a.start, a.end) for a in d.annotations])
+                      for d in docs], [str(e) for e in summary.errors], summary.sentences))
+    assert runs[0] == runs[1]
+    assert [doc_id for doc_id, _, _ in runs[0][0]] == [str(i) for i in range(9)]
+    assert runs[0][1] == ["bad.xml:4: truncated"]
+
+
+def test_an_error_while_reading_in_the_background_reaches_the_caller(tiny_model_dir):
+    from mambaner_cli.errors import InputError
+
+    def items():
+        yield make_document("1", "Gout.", None)
+        raise InputError("broken.xml", "the rest of the file cannot be read", line=7)
+
+    out = tag_documents(items(), Tagger.load(tiny_model_dir, device="cpu"), RunSummary(), chunk_sentences=1)
+    with pytest.raises(InputError, match=r"broken\.xml:7"):
+        list(out)
+
+
+def test_stopping_early_stops_the_background_reader(tiny_model_dir):
+    import itertools
+    import threading
+    import time
+
+    pulled = itertools.count()
+
+    def endless():
+        for i in itertools.count():
+            next(pulled)
+            yield make_document(str(i), "Gout.", None)
+
+    out = tag_documents(endless(), Tagger.load(tiny_model_dir, device="cpu"), RunSummary(), chunk_sentences=1,
+                        prefetch=2)
+    assert next(out).id == "0"
+    out.close()  # as when --fail-fast or an exception ends the run
+    deadline = time.monotonic() + 5
+    while any(t.name == "mambaner-reader" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "mambaner-reader" for t in threading.enumerate())
+    assert next(pulled) < 10  # the reader stopped a couple of chunks ahead, not at the end of the input

@@ -4,20 +4,25 @@
 
 Documents are taken in chunks of a few hundred sentences so that batches can be sorted by length
 across documents while memory stays constant however large the input; tagged documents come out in
-input order. Read errors pass through to the summary; they never stop the other documents.
+input order. Reading and splitting run a chunk or two ahead in a thread of their own, beside the
+model. Read errors pass through to the summary; they never stop the other documents.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from queue import Full, Queue
+from typing import Protocol, TypeVar
 
 from mambaner_cli.document import Document
 from mambaner_cli.errors import ReadError
 from mambaner_cli.runtime.spans import spans_from_tags
 from mambaner_cli.text.sentences import segment_document
+
+T = TypeVar("T")
 
 
 class SentenceTagger(Protocol):
@@ -46,10 +51,14 @@ class RunSummary:
 
 def tag_chunk(documents: list[Document], tagger: SentenceTagger, batch_size: int) -> None:
     """Segment and tag documents in place: fills sentences, their tags and passage annotations."""
-    sentences = []
     for doc in documents:
         segment_document(doc)
-        sentences.extend(sentence for sentence in doc.sentences if sentence.tokens)
+    tag_segmented(documents, tagger, batch_size)
+
+
+def tag_segmented(documents: list[Document], tagger: SentenceTagger, batch_size: int) -> None:
+    """Tag documents already cut into sentences (:func:`segment_document`), in place."""
+    sentences = [sentence for doc in documents for sentence in doc.sentences if sentence.tokens]
     tagged = tagger.tag([[token.text for token in s.tokens] for s in sentences], batch_size=batch_size)
     for sentence, (tags, _) in zip(sentences, tagged):
         sentence.tags = tags
@@ -66,37 +75,97 @@ def tag_chunk(documents: list[Document], tagger: SentenceTagger, batch_size: int
                                                            scores[id(sentence)], sentence.index))
 
 
+def segmented_chunks(items: Iterable[Document | ReadError], chunk_sentences: int
+                     ) -> Iterator[list[Document] | ReadError]:
+    """Documents cut into sentences and gathered into chunks of about ``chunk_sentences`` sentences;
+    read errors pass through at once, in input order."""
+    chunk: list[Document] = []
+    pending = 0
+    for item in items:
+        if isinstance(item, ReadError):
+            yield item
+            continue
+        segment_document(item)
+        chunk.append(item)
+        pending += len(item.sentences)
+        if pending >= chunk_sentences:
+            yield chunk
+            chunk, pending = [], 0
+    if chunk:
+        yield chunk
+
+
+_DONE = object()
+
+
+def in_background(iterator: Iterator[T], depth: int) -> Iterator[T]:
+    """The items of ``iterator``, produced by a thread of their own up to ``depth`` items ahead.
+
+    Reading XML and splitting sentences is Python work, the model's is torch kernels that release the
+    GIL: with one in each thread, the two overlap on a multi-core CPU. An exception in the producer is
+    raised here, in the consumer; when the consumer stops early (an error, --fail-fast, Ctrl-C), the
+    producer stops at its next item.
+    """
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as error:  # noqa: BLE001 — handed over to the consumer, which raises it
+            put((None, error))
+
+    thread = threading.Thread(target=produce, name="mambaner-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 def tag_documents(items: Iterable[Document | ReadError], tagger: SentenceTagger, summary: RunSummary,
                   batch_size: int = 32, chunk_sentences: int = 512,
                   on_error: Callable[[ReadError], None] | None = None,
-                  on_progress: Callable[[RunSummary], None] | None = None) -> Iterator[Document]:
-    """Tag a stream of documents; read errors go to ``summary.errors`` (and ``on_error``) as they come."""
-    chunk: list[Document] = []
-    pending_sentences = 0
+                  on_progress: Callable[[RunSummary], None] | None = None,
+                  prefetch: int = 2) -> Iterator[Document]:
+    """Tag a stream of documents; read errors go to ``summary.errors`` (and ``on_error``) as they come.
 
-    def flush() -> Iterator[Document]:
-        tag_chunk(chunk, tagger, batch_size)
-        for doc in chunk:
-            summary.documents += 1
-            summary.sentences += len(doc.sentences)
-            summary.tokens += sum(len(s.tokens) for s in doc.sentences)
-            summary.mentions += len(doc.annotations)
-            yield doc
-        chunk.clear()
-        if on_progress:
-            on_progress(summary)
-
-    for item in items:
+    With ``prefetch`` > 0, reading and sentence splitting run in a background thread up to that many
+    chunks ahead of the model; 0 does everything in the calling thread. The output is the same.
+    """
+    chunks = segmented_chunks(items, chunk_sentences)
+    if prefetch:
+        chunks = in_background(chunks, prefetch)
+    for item in chunks:
         if isinstance(item, ReadError):
             summary.errors.append(item)
             if on_error:
                 on_error(item)
             continue
-        chunk.append(item)
-        # A cheap estimate of the sentences a document holds, without splitting it twice.
-        pending_sentences += 1 + sum(p.text.count(". ") for p in item.passages)
-        if pending_sentences >= chunk_sentences:
-            yield from flush()
-            pending_sentences = 0
-    if chunk:
-        yield from flush()
+        tag_segmented(item, tagger, batch_size)
+        for doc in item:
+            summary.documents += 1
+            summary.sentences += len(doc.sentences)
+            summary.tokens += sum(len(s.tokens) for s in doc.sentences)
+            summary.mentions += len(doc.annotations)
+            yield doc
+        if on_progress:
+            on_progress(summary)
