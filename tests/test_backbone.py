@@ -82,6 +82,21 @@ def test_light_backbone_equals_transformers_from_input_ids_and_odd_shapes():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("overrides", [{}, {"hidden_size": 20, "expand": 3, "conv_kernel": 3, "use_bias": True}])
+def test_light_backbone_inference_path_equals_its_autograd_path(overrides):
+    """Without autograd the light backbone runs time-major (``Mixer.infer``): the same numbers, bit for bit,
+    with padding, without padding, and without a mask."""
+    config = tiny_mamba_config(**overrides)
+    _, light = seeded_pair(config)
+    embeds, mask = padded_batch(config.hidden_size)
+    for attention_mask in (mask, torch.ones_like(mask), None):
+        expected = light(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state  # autograd
+        assert expected.requires_grad
+        with torch.inference_mode():
+            got = light(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        torch.testing.assert_close(got, expected.detach(), rtol=0, atol=0)
+
+
 def test_light_backbone_refuses_what_it_does_not_do():
     light = LightMambaModel(BackboneConfig(hidden_size=8, num_layers=1))
     with pytest.raises(ValueError, match="cache"):

@@ -13,6 +13,7 @@ from transformers import MambaConfig, MambaModel
 
 from mambaner_cli.model.scan import (
     scan_channels_last,
+    scan_time_major,
     selective_scan,
     selective_scan_chunked,
     selective_scan_ref,
@@ -149,6 +150,52 @@ def test_channels_last_core_equals_public_layout():
 def test_dispatch_on_cpu_is_the_chunked_path():
     args = scan_inputs(2, 8, 17, 4, seed=6)
     torch.testing.assert_close(selective_scan(**args), selective_scan_chunked(**args), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("b,d,l,n,chunk", [(2, 8, 37, 4, 5), (3, 16, 20, 8, 0), (1, 4, 1, 3, 4), (2, 6, 9, 5, 1),
+                                         (2, 8, 12, 4, 64)])
+def test_time_major_scan_equals_the_chunked_core(b, d, l, n, chunk):
+    """The inference scan runs the chunked core's operations in the same order: equal bit for bit, and
+    within float tolerance of the sequential reference. B and C come as strided views, as from x_proj."""
+    args = scan_inputs(b, d, l, n, seed=9)
+    delta = F.softplus(args["delta"] + args["delta_bias"][:, None])  # b d l
+    u, B, C = args["u"], args["B"], args["C"]
+    expected = scan_channels_last(u.transpose(1, 2), delta.transpose(1, 2), args["A"], B.transpose(1, 2),
+                                  C.transpose(1, 2), chunk_size=chunk)  # b l d
+    projected = torch.cat([torch.randn(l, b, 3), B.permute(2, 0, 1), C.permute(2, 0, 1)], dim=-1)  # l b 3+2n
+    _, B_view, C_view = torch.split(projected, [3, n, n], dim=-1)  # l b n, l b n    (not contiguous)
+    with torch.inference_mode():
+        got = scan_time_major(u.permute(2, 0, 1).contiguous(), delta.permute(2, 0, 1).contiguous(), args["A"],
+                              B_view, C_view, chunk_size=chunk)  # l b d
+    assert got.shape == (l, b, d)
+    torch.testing.assert_close(got.transpose(0, 1), expected, rtol=0, atol=0)
+    reference = selective_scan_ref(u, delta, args["A"], B, C)  # b d l
+    torch.testing.assert_close(got.permute(1, 2, 0), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_time_major_scan_keeps_float64():
+    args = scan_inputs(2, 4, 7, 3, dtype=torch.float64, max_delta=1.5, seed=10)
+    u, delta, B, C = (args[k].permute(2, 0, 1).contiguous() for k in ("u", "delta", "B", "C"))
+    got = scan_time_major(u, delta, args["A"], B, C, chunk_size=3)
+    assert got.dtype == torch.float64
+    expected = scan_channels_last(*(args[k].transpose(1, 2) for k in ("u", "delta")), args["A"],
+                                  *(args[k].transpose(1, 2) for k in ("B", "C")), chunk_size=3)  # float64 too
+    torch.testing.assert_close(got.transpose(0, 1), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("length,kernel,bias", [(9, 4, True), (2, 4, True), (3, 4, False), (5, 1, True),
+                                                (6, 3, True), (1, 2, False)])
+def test_time_major_conv_equals_the_batch_major_conv(length, kernel, bias):
+    from mambaner_cli.model.conv import causal_depthwise_conv, causal_depthwise_conv_time_major
+
+    g = torch.Generator().manual_seed(length * 10 + kernel)
+    x = torch.randn(3, length, 2 * 5, generator=g)[:, :, :5]  # b l d    a strided view, like chunk()
+    weight, b = torch.randn(5, 1, kernel, generator=g), torch.randn(5, generator=g) if bias else None
+    expected = causal_depthwise_conv(x, weight, b)  # b l d
+    got = causal_depthwise_conv_time_major(x.transpose(0, 1), weight, b)  # l b d
+    torch.testing.assert_close(got.transpose(0, 1), expected, rtol=0, atol=0)
+    padded = F.conv1d(x.transpose(1, 2), weight, b, padding=kernel - 1, groups=5)[..., :length]  # b d l
+    torch.testing.assert_close(got.permute(1, 2, 0), padded, rtol=1e-6, atol=1e-6)
 
 
 def test_chunked_scan_is_faster_than_reference():
@@ -409,6 +456,38 @@ def test_constrained_viterbi_is_best_valid_sequence():
         assert tuple(paths[k]) == best
 
 
+def reference_viterbi(emissions: torch.Tensor, transitions: torch.Tensor, start: torch.Tensor,
+                      end: torch.Tensor) -> list[int]:
+    """One sentence, position by position, the textbook way: emissions [n, t]."""
+    if emissions.shape[0] == 0:
+        return []
+    score, pointers = start + emissions[0], []
+    for i in range(1, emissions.shape[0]):
+        best, pointer = (score[:, None] + transitions).max(dim=0)
+        pointers.append(pointer)
+        score = best + emissions[i]
+    path = [int((score + end).argmax())]
+    for pointer in reversed(pointers):
+        path.append(int(pointer[path[-1]]))
+    return path[::-1]
+
+
+def test_viterbi_equals_a_per_sentence_reference_on_long_batches():
+    for seed in range(5):
+        crf = random_crf(seed)
+        g = torch.Generator().manual_seed(seed)
+        lengths = torch.randint(0, 40, (9,), generator=g)
+        lengths[0] = 40
+        emissions = torch.randn(9, 40, len(LABELS), generator=g) * 3
+        mask = torch.arange(40)[None, :] < lengths[:, None]
+        transitions, start, end = crf._scores(float("-inf"))
+        with torch.inference_mode():
+            paths = crf.viterbi(emissions, mask)
+        for k, n in enumerate(lengths.tolist()):
+            assert paths[k] == reference_viterbi(emissions[k, :n], transitions, start, end)
+            assert valid(paths[k])
+
+
 def test_crf_handles_empty_sentences():
     crf = random_crf(3)
     emissions = torch.randn(2, 3, len(LABELS))
@@ -485,6 +564,29 @@ def test_encode_batch_pads_right_and_keeps_suffixes():
     assert empty["word_ids"].shape == (0, 1) and empty["char_ids"].shape == (0, 1, 1)
 
 
+def test_encode_batch_memo_is_per_vocabulary_and_length():
+    """Token encodings are memoised; a memo must never answer for other vocabularies or clip lengths."""
+    from mambaner_cli.model import features as f
+
+    words = f.Vocabulary.build(["cancer", "the"])
+    lower, upper = f.Vocabulary.build("abcdefghijklmnopqrstuvwxyz"), f.Vocabulary.build("ZYXCANER")
+    sentences = [["The", "cancer", "Cancer"], ["cancer"]]
+    first = f.encode_batch(sentences, words, lower, 20)
+    again = f.encode_batch(sentences, words, lower, 20)
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert first["char_ids"][0, 1].tolist() == [lower.encode(c) for c in "cancer"]
+    assert f.encode_batch(sentences, words, upper, 20)["char_ids"][0, 2].tolist() == \
+        [upper.encode(c) for c in "Cancer"]
+    assert f.encode_batch(sentences, words, lower, 3)["char_ids"][0, 1].tolist() == \
+        [lower.encode(c) for c in "car"]
+    other_words = f.Vocabulary.build(["the", "cancer"])
+    assert f.encode_batch(sentences, other_words, lower, 20)["word_ids"][0].tolist() == \
+        [other_words.encode("the"), other_words.encode("cancer")] * 1 + [other_words.encode("cancer")]
+    f._token_memo(words, lower, 20).update({str(i): (1, 1, bytes(80), 0) for i in range(f._MEMO_SIZE + 1)})
+    f.encode_batch([["cancer"]], words, lower, 20)
+    assert len(f._token_memo(words, lower, 20)) == 1  # an outgrown memo starts afresh
+
+
 # -------------------------------------------------------------------------------------------- config
 
 
@@ -541,6 +643,31 @@ def test_token_features_ignore_character_padding():
     torch.testing.assert_close(features(word_ids, wide, case_ids), out)
     empty = features(word_ids, torch.zeros(1, 2, 3, dtype=torch.long), case_ids)
     assert torch.isfinite(empty).all()
+
+
+@pytest.mark.parametrize("kernel,bias", [(3, True), (2, True), (4, False), (5, True), (1, True)])
+def test_character_lookup_equals_the_convolution(kernel, bias):
+    """Tagging computes the character CNN by table look-ups at real characters; training convolves."""
+    from mambaner_cli.model.embeddings import TokenFeatures
+
+    torch.manual_seed(kernel)
+    features = TokenFeatures(tiny_config(char_kernel=kernel)).eval()
+    if not bias:
+        features.char_cnn.bias = None
+    with torch.no_grad():
+        features.chars.weight.normal_()  # the padding row too: real characters next to padding read it
+    g = torch.Generator().manual_seed(kernel)
+    char_ids = torch.randint(1, 40, (3, 5, 7), generator=g)  # b l c
+    lengths = torch.randint(0, 8, (3, 5), generator=g)  # characters per word, some words empty
+    char_ids = char_ids.masked_fill(torch.arange(7)[None, None, :] >= lengths[:, :, None], 0)
+    char_ids[0, 0, 3] = 0  # a hole inside a word: the convolution reads it as padding, so must the lookup
+    convolved = features.char_vectors(char_ids)  # autograd on: the convolution
+    with torch.inference_mode():
+        looked_up = features.char_vectors(char_ids)
+        empty = features.char_vectors(torch.zeros(2, 3, 4, dtype=torch.long))
+    assert looked_up.shape == convolved.shape == (3, 5, features.char_cnn.out_channels)
+    torch.testing.assert_close(looked_up, convolved.detach(), rtol=1e-5, atol=1e-5)
+    assert (looked_up[lengths == 0] == 0).all() and (empty == 0).all()
 
 
 # -------------------------------------------------------------------------------------------- tagger

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambaner_cli.model.conv import causal_depthwise_conv
-from mambaner_cli.model.scan import mamba_ssm_available, scan_channels_last, selective_scan
+from mambaner_cli.model.conv import causal_depthwise_conv, causal_depthwise_conv_time_major
+from mambaner_cli.model.scan import mamba_ssm_available, scan_channels_last, scan_time_major, selective_scan
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,27 @@ class Mixer(nn.Module):
         y = y * F.silu(gate.float())  # b l d    gate
         return self.out_proj(y.to(dtype))  # b l h
 
+    def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward`` without autograd, time-major: [l, b, h] → [l, b, h], attention_mask [l, b] or None.
+
+        The same operations as the CPU path of ``forward`` in the same order, so the same numbers; the
+        layout lets the convolution and the scan work on contiguous runs of positions
+        (``causal_depthwise_conv_time_major``, ``scan.scan_time_major``) and skips their copies.
+        """
+        dtype = hidden_states.dtype
+        n, rank = self.ssm_state_size, self.time_step_rank
+        hidden_states = mask_padding(hidden_states, attention_mask)  # l b h
+        x, gate = self.in_proj(hidden_states).chunk(2, dim=-1)  # l b d, l b d
+        x = F.silu(causal_depthwise_conv_time_major(x, self.conv1d.weight, self.conv1d.bias))  # l b d
+        x = mask_padding(x, attention_mask)  # l b d
+        time_step, B, C = torch.split(self.x_proj(x), [rank, n, n], dim=-1)  # l b r, l b n, l b n
+        A = -torch.exp(self.A_log.float())  # d n
+        delta = F.softplus(self.dt_proj(time_step).float())  # l b d    Δ = softplus(W t + bias)
+        y = scan_time_major(x, delta, A, B, C)  # l b d    (float32, a fresh tensor: updated in place)
+        y.add_(x.float() * self.D.float())  # l b d    skip
+        y.mul_(F.silu(gate.float()))  # l b d    gate
+        return self.out_proj(y.to(dtype))  # l b h
+
 
 class Block(nn.Module):
     """Pre-norm residual block: x + mixer(norm(x)), the residual kept in float32 as transformers does."""
@@ -155,6 +176,12 @@ class Block(nn.Module):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         residual = hidden_states.float() if self.residual_in_fp32 else hidden_states
         mixed = self.mixer(self.norm(hidden_states.to(self.norm.weight.dtype)), attention_mask)  # b l h
+        return residual + mixed
+
+    def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward`` time-major and without autograd: [l, b, h], attention_mask [l, b] (see ``Mixer.infer``)."""
+        residual = hidden_states.float() if self.residual_in_fp32 else hidden_states
+        mixed = self.mixer.infer(self.norm(hidden_states.to(self.norm.weight.dtype)), attention_mask)  # l b h
         return residual + mixed
 
 
@@ -177,6 +204,22 @@ class LightMambaModel(nn.Module):
         if use_cache:
             raise ValueError("the light Mamba backbone reads whole sequences; it keeps no cache")
         hidden_states = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # b l h
+        if not torch.is_grad_enabled() and not (hidden_states.is_cuda and mamba_ssm_available()):
+            return BackboneOutput(self._infer(hidden_states, attention_mask))
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask)  # b l h
         return BackboneOutput(self.norm_f(hidden_states))
+
+    def _infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The blocks in the time-major layout (tagging on a CPU): [b, l, h] → [b, l, h] (a transposed view).
+
+        One transposition in and one out instead of a copy or two per mixer; a mask without padding is
+        dropped (multiplying by it changes nothing).
+        """
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = attention_mask.t().to(hidden_states.dtype)  # l b    (0/1 in the activations' dtype)
+        hidden_states = hidden_states.transpose(0, 1).contiguous()  # l b h
+        for layer in self.layers:
+            hidden_states = layer.infer(hidden_states, mask)  # l b h
+        return self.norm_f(hidden_states).transpose(0, 1)  # b l h

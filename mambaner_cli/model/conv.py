@@ -22,3 +22,24 @@ def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     if bias is not None:
         out = out + bias  # b l d
     return out
+
+
+def causal_depthwise_conv_time_major(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+                                     ) -> torch.Tensor:
+    """``causal_depthwise_conv`` in the time-major [l, b, d] layout, for inference: the same products and
+    sums in the same order (so the same numbers), but each tap is one multiply-add into a contiguous
+    slice of the output, with no padded copy of the input."""
+    length = x.shape[0]
+    kernel = weight.shape[-1]
+    taps = weight[:, 0, :]  # d K
+    out = x.new_empty(x.shape)  # l b d
+    # Tap k reads x[t - (K-1) + k]: positions before the start read the zero padding.
+    first = min(kernel - 1, length)
+    out[:first].zero_()
+    torch.mul(x[: length - first], taps[:, 0], out=out[first:])  # l-K+1 b d
+    for k in range(1, kernel):
+        shift = min(kernel - 1 - k, length)
+        out[shift:].addcmul_(x[: length - shift], taps[:, k])  # l-shift b d
+    if bias is not None:
+        out.add_(bias)  # l b d
+    return out

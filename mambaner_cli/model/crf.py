@@ -48,31 +48,38 @@ def _viterbi(
     start: torch.Tensor,
     end: torch.Tensor,
 ) -> list[list[int]]:
-    """Best path per sentence, vectorised over the batch; scores may hold -inf for forbidden moves."""
+    """Best path per sentence, vectorised over the batch; scores may hold -inf for forbidden moves.
+
+    Relies on right padding (module docstring): positions after a sentence's end only extend paths
+    nobody reads. Each sentence's final scores are taken at its own last token, and the backtrace
+    follows the pointers in Python lists (a few hundred nanoseconds per token instead of several small
+    tensor operations per position of the batch).
+    """
     batch, length, _ = emissions.shape
     lengths = mask.sum(1)  # b
     if length == 0:
         return [[] for _ in range(batch)]
     score = start + emissions[:, 0]  # b t
+    scores = [score]
     backpointers = []
     for i in range(1, length):
-        candidates = score[:, :, None] + transitions  # b t(from) t(to)
-        best, pointer = candidates.max(dim=1)  # b t, b t
+        best, pointer = (score[:, :, None] + transitions).max(dim=1)  # b t, b t    over the previous tag
         backpointers.append(pointer)
-        score = torch.where(mask[:, i, None], best + emissions[:, i], score)  # b t
-    last_tag = (score + end).argmax(dim=1)  # b
-    last = lengths - 1  # b    position of each sentence's last token
-    path = torch.zeros(batch, length, dtype=torch.long, device=emissions.device)  # b l
-    current = last_tag
-    for i in range(length - 1, -1, -1):
-        if i < length - 1:
-            # the best tag at position i given the tag chosen at i + 1
-            previous = backpointers[i].gather(1, current[:, None]).squeeze(1)  # b
-            current = torch.where(last > i, previous, current)
-        current = torch.where(last == i, last_tag, current)
-        path[:, i] = current
-    path_list = path.tolist()
-    return [path_list[k][: int(n)] for k, n in enumerate(lengths.tolist())]
+        score = best + emissions[:, i]  # b t
+        scores.append(score)
+    last = (lengths - 1).clamp(min=0)  # b    position of each sentence's last token
+    final = torch.stack(scores)[last, torch.arange(batch, device=emissions.device)]  # b t
+    last_tags = (final + end).argmax(dim=1).tolist()  # b
+    pointers = torch.stack(backpointers, dim=1).tolist() if backpointers else [[]] * batch  # b l-1 t
+    paths = []
+    for rows, count, tag in zip(pointers, lengths.tolist(), last_tags):
+        path = [tag] if count else []
+        for i in range(count - 2, -1, -1):
+            tag = rows[i][tag]  # the best tag at i given the tag at i + 1
+            path.append(tag)
+        path.reverse()
+        paths.append(path)
+    return paths
 
 
 def constrained_viterbi(log_probs: torch.Tensor, mask: torch.Tensor, labels: list[str]) -> list[list[int]]:

@@ -6,6 +6,8 @@ No file I/O here: ``Vocabulary.to_list``/``from_list`` give a JSON-ready list fo
 from __future__ import annotations
 
 import unicodedata
+import weakref
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -103,6 +105,29 @@ def clip_word(word: str, max_word_len: int) -> str:
     return word[:head] + word[len(word) - (max_word_len - head) :]
 
 
+# Encodings of recently seen tokens, per (words, chars, max_word_len): tagging encodes the same few
+# thousand frequent tokens over and over, and encoding one in Python (normalise, case class, one id per
+# character) costs more than the network spends on it. Bounded: cleared when it outgrows _MEMO_SIZE.
+_MEMO_SIZE = 1 << 16
+_memos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # words → chars → max_word_len → memo
+_ID_TYPE = "i" if array("i").itemsize == 4 else "l"  # typecode of the packed character ids: torch.int32
+_ID_BYTES = array(_ID_TYPE).itemsize
+
+
+def _token_memo(words: Vocabulary, chars: Vocabulary, max_word_len: int) -> dict[str, tuple[int, int, bytes, int]]:
+    by_chars = _memos.setdefault(words, weakref.WeakKeyDictionary())
+    return by_chars.setdefault(chars, {}).setdefault(max_word_len, {})
+
+
+def _encode_token(token: str, words: Vocabulary, chars: Vocabulary, max_word_len: int
+                  ) -> tuple[int, int, bytes, int]:
+    """(word id, case id, character ids of the clipped word padded to max_word_len as packed C ints, their
+    count)."""
+    short = clip_word(token, max_word_len)
+    ids = [chars.encode(char) for char in short] + [Vocabulary.PAD] * (max_word_len - len(short))
+    return words.encode(normalize_word(token)), case_id(token), array(_ID_TYPE, ids).tobytes(), len(short)
+
+
 def encode_batch(
     sentences: list[list[str]], words: Vocabulary, chars: Vocabulary, max_word_len: int,
     lexicon_codes: list[list[int]] | None = None,
@@ -115,29 +140,40 @@ def encode_batch(
     """
     batch = len(sentences)
     length = max([len(sentence) for sentence in sentences] + [1])
-    clipped = [[clip_word(token, max_word_len) for token in sentence] for sentence in sentences]
-    width = max([len(token) for sentence in clipped for token in sentence] + [1])
-    # Nested lists first, one tensor each: per-token tensors would dominate tagging time.
-    word_rows, char_rows, case_rows = [], [], []
-    for sentence, short in zip(sentences, clipped):
+    memo = _token_memo(words, chars, max_word_len)
+    if len(memo) > _MEMO_SIZE:
+        memo.clear()
+    # Flat lists first, one tensor each: per-token tensors would dominate tagging time.
+    word_ids: list[int] = []
+    case_ids: list[int] = []
+    char_rows: list[bytes] = []
+    width = 1
+    empty_row = bytes(_ID_BYTES * max_word_len)
+    for sentence in sentences:
+        for token in sentence:
+            code = memo.get(token)
+            if code is None:
+                code = memo[token] = _encode_token(token, words, chars, max_word_len)
+            word_ids.append(code[0])
+            case_ids.append(code[1])
+            char_rows.append(code[2])
+            width = max(width, code[3])
         padding = length - len(sentence)
-        word_rows.append(
-            [words.encode(normalize_word(token)) for token in sentence] + [Vocabulary.PAD] * padding
-        )
-        case_rows.append([case_id(token) for token in sentence] + [CASE_PAD] * padding)
-        char_rows.append(
-            [
-                [chars.encode(char) for char in token] + [Vocabulary.PAD] * (width - len(token))
-                for token in short
-            ]
-            + [[Vocabulary.PAD] * width] * padding
-        )
+        word_ids.extend([Vocabulary.PAD] * padding)
+        case_ids.extend([CASE_PAD] * padding)
+        char_rows.extend([empty_row] * padding)
     lengths = torch.tensor([len(sentence) for sentence in sentences], dtype=torch.long)  # b
-    word_ids = torch.tensor(word_rows, dtype=torch.long).view(batch, length)  # b l
-    char_ids = torch.tensor(char_rows, dtype=torch.long).view(batch, length, width)  # b l c
-    case_ids = torch.tensor(case_rows, dtype=torch.long).view(batch, length)  # b l
-    mask = torch.arange(length)[None, :] < lengths[:, None]  # b l
-    batch_tensors = {"word_ids": word_ids, "char_ids": char_ids, "case_ids": case_ids, "mask": mask}
+    if char_rows:
+        packed = torch.frombuffer(bytearray(b"".join(char_rows)), dtype=torch.int32)  # (b l max_word_len)
+        char_ids = packed.view(batch, length, max_word_len)[:, :, :width].long()  # b l c
+    else:
+        char_ids = torch.zeros(batch, length, width, dtype=torch.long)  # b l c
+    batch_tensors = {
+        "word_ids": torch.tensor(word_ids, dtype=torch.long).view(batch, length),  # b l
+        "char_ids": char_ids,
+        "case_ids": torch.tensor(case_ids, dtype=torch.long).view(batch, length),  # b l
+        "mask": torch.arange(length)[None, :] < lengths[:, None],  # b l
+    }
     if lexicon_codes is not None:  # match codes 0/1/2 (outside/begin/inside) → ids 1/2/3, 0 is padding
         rows = [[code + 1 for code in codes] + [0] * (length - len(codes)) for codes in lexicon_codes]
         batch_tensors["lexicon_ids"] = torch.tensor(rows, dtype=torch.long).view(batch, length)  # b l

@@ -275,6 +275,47 @@ def scan_channels_last(
     return _ChunkedScan.apply(*(t.to(work).contiguous() for t in (u, delta, A, B, C)), chunk_size)  # b l d
 
 
+def scan_time_major(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    chunk_size: int = 0,
+) -> torch.Tensor:
+    """The chunked scan for inference, time-major: u, delta [l, b, d], B, C [l, b, n] → C·h [l, b, d].
+
+    What the light backbone calls when no gradient is wanted (tagging). Same operations, in the same
+    order, as ``_ChunkedScan.forward`` (so the same numbers), minus what only a backward pass needs:
+    in the [l, b, ·] layout a chunk of positions is a contiguous slice, so nothing is transposed or
+    copied to [b, l, ·] and back; two state buffers take turns, so a chunk's initial state is read
+    where the previous chunk left it instead of being cloned; nothing is saved. ``delta`` must already
+    be positive; no D skip, no gate. Not differentiable: call it without autograd. Computes in
+    float32 (float64 stays float64) and returns that dtype.
+    """
+    work = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u, delta, A, B, C = (t.to(work) for t in (u, delta, A, B, C))
+    length, batch, channels = u.shape
+    n = A.shape[1]
+    if chunk_size <= 0:
+        chunk_size = _auto_chunk_size(batch, channels, n, length)
+    chunk_size = max(1, min(chunk_size, length))
+    dtu = delta * u  # l b d    Δ u
+    A2 = (A * LOG2_E).t().contiguous()  # n d
+    decay = u.new_empty(chunk_size, batch, n, channels)  # m b n d
+    buffers = (u.new_empty(chunk_size, batch, n, channels), u.new_empty(chunk_size, batch, n, channels))
+    y = u.new_empty(length, batch, 1, channels)  # l b 1 d
+    initial = None  # b n d    the last state of the previous chunk, in the other buffer
+    for k, (start, end) in enumerate(_chunks(length, chunk_size)):
+        m = end - start
+        states = buffers[k % 2][:m]  # m b n d
+        _discretize(delta[start:end], dtu[start:end], B[start:end], A2, decay[:m], states)
+        _recur(decay[:m], states, initial)
+        torch.matmul(C[start:end, :, None, :], states, out=y[start:end])  # m b 1 d    C_t · h_t
+        initial = states[m - 1]
+    return y.squeeze(2)  # l b d
+
+
 def selective_scan_chunked(
     u: torch.Tensor,
     delta: torch.Tensor,

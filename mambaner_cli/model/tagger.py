@@ -142,8 +142,8 @@ class MambaTagger(nn.Module):
             log_probs = F.log_softmax(emissions, dim=-1)  # b l t
             paths = constrained_viterbi(log_probs, mask, self.config.labels)
             probabilities = log_probs.exp()  # b l t
-        chosen = torch.zeros(mask.shape, dtype=torch.long, device=mask.device)  # b l
-        for i, path in enumerate(paths):
-            chosen[i, : len(path)] = torch.tensor(path, dtype=torch.long)
+        length = mask.shape[1]
+        chosen = torch.tensor([path + [0] * (length - len(path)) for path in paths], dtype=torch.long,
+                              device=mask.device).view(mask.shape)  # b l    one tensor, not one per sentence
         confidence = probabilities.gather(2, chosen[:, :, None]).squeeze(2).tolist()  # b l
         return paths, [confidence[i][: len(path)] for i, path in enumerate(paths)]
