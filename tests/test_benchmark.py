@@ -99,21 +99,33 @@ def test_parse_size():
         parse_size("0M")
 
 
-def test_big_xml_is_valid_pubmed_with_unique_pmids(tmp_path):
+@pytest.mark.parametrize("records", ["bare", "full"])
+def test_big_xml_is_valid_pubmed_with_unique_pmids(tmp_path, records):
     source = tmp_path / "tiny.PubTator.txt"
     source.write_text(PUBTATOR, encoding="utf-8")
     xml = tmp_path / "big.xml"
-    count = write_big_pubmed_xml(xml, 5000, [source])
+    count = write_big_pubmed_xml(xml, 100_000, [source], records=records)
     size = xml.stat().st_size
-    assert count > 10 and 5000 <= size < 5000 + 1000
+    assert count > 10 and 100_000 <= size < 100_000 + 10_000
     root = etree.parse(str(xml)).getroot()  # well-formed
     assert root.tag == "PubmedArticleSet" and len(root) == count
     with open(xml, "rb") as stream:
         docs = list(pubmed_xml.read(stream, str(xml)))
     assert [doc.id for doc in docs] == [str(FIRST_PMID + k) for k in range(count)]
+    # The metadata of a full record (authors, MeSH, references, copyright) is never read as text.
     assert docs[0].passages[0].text == "Cisplatin & <nephrotoxicity> in rats."
     assert docs[0].passages[1].text == "Acute renal failure developed in 3 of 10 rats (p < 0.05)."
     assert docs[3].passages[0].text == 'Hepatitis "B" and liver cancer.'
+
+
+def test_full_records_are_several_times_the_bare_ones(tmp_path):
+    source = tmp_path / "tiny.PubTator.txt"
+    source.write_text(PUBTATOR, encoding="utf-8")
+    bare = write_big_pubmed_xml(tmp_path / "bare.xml", 200_000, [source], records="bare")
+    full = write_big_pubmed_xml(tmp_path / "full.xml", 200_000, [source], records="full")
+    assert 3 * full < bare
+    with pytest.raises(ValueError, match="records must be one of"):
+        write_big_pubmed_xml(tmp_path / "x.xml", 1000, [source], records="rich")
 
 
 def test_big_xml_run_checks_every_pmid(tmp_path, capsys, monkeypatch):

@@ -425,14 +425,34 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_child(command: list[str], env: dict[str, str]) -> tuple[int, float, float]:
-    """Run a command; its exit code, wall seconds and peak RSS in MB (ru_maxrss of that child alone)."""
+def run_child(command: list[str], env: dict[str, str], sample_every: float = 0.0
+              ) -> tuple[int, float, float, list[tuple[float, float]]]:
+    """Run a command; its exit code, wall seconds, peak RSS in MB (ru_maxrss of that child alone) and,
+    with ``sample_every`` > 0, its RSS in MB every so many seconds as (seconds, MB) pairs (Linux)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
+    samples: list[tuple[float, float]] = []
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG if sample_every else 0)
+        if pid:
+            break
+        rss = current_rss_mb(process.pid)
+        if rss is not None:
+            samples.append((time.perf_counter() - started, rss))
+        time.sleep(sample_every)
     process.returncode = os.waitstatus_to_exitcode(status)
     scale = 2**20 if sys.platform == "darwin" else 1024
-    return process.returncode, time.perf_counter() - started, usage.ru_maxrss / scale
+    return process.returncode, time.perf_counter() - started, usage.ru_maxrss / scale, samples
+
+
+def current_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def child_env(args: argparse.Namespace) -> dict[str, str]:
@@ -451,7 +471,7 @@ def measure_model(name: str, args: argparse.Namespace, folder: Path) -> dict:
                "--lengths", ",".join(map(str, args.lengths)), "--repeats", str(args.repeats)]
     command += ["--tiny"] if args.tiny else []
     command += ["--data-dir", args.data_dir] if args.data_dir else []
-    code, _, _ = run_child(command, child_env(args))  # (its ru_maxrss is reset by the length sweep)
+    code, _, _, _ = run_child(command, child_env(args))  # (its ru_maxrss is reset by the length sweep)
     if code != 0:
         raise SystemExit(f"the {name} benchmark failed (exit status {code}); its error is above")
     return json.loads(result_path.read_text(encoding="utf-8"))
@@ -463,6 +483,57 @@ ARTICLE = ('<PubmedArticle><MedlineCitation Status="MEDLINE" Owner="NLM"><PMID V
            '<Article PubModel="Print"><Journal><Title>Benchmark Journal</Title></Journal>'
            '<ArticleTitle>{title}</ArticleTitle><Abstract><AbstractText>{abstract}</AbstractText></Abstract>'
            '</Article></MedlineCitation></PubmedArticle>\n')
+# A record as PubMed serves it: dates, journal, authors with affiliations, publication types, MeSH
+# headings, keywords, history and a reference list around the title and abstract (all of it made up
+# here except the corpus text). The reader must walk past all of it, and it sets how many articles
+# a gigabyte holds: about 8 KB an article instead of the bare record's 1.6 KB.
+FULL_ARTICLE = (
+    '<PubmedArticle><MedlineCitation Status="MEDLINE" Owner="NLM" IndexingMethod="Automated">'
+    '<PMID Version="1">{pmid}</PMID><DateCompleted><Year>2024</Year><Month>03</Month><Day>12</Day>'
+    '</DateCompleted><DateRevised><Year>2025</Year><Month>01</Month><Day>07</Day></DateRevised>'
+    '<Article PubModel="Print-Electronic"><Journal><ISSN IssnType="Electronic">1234-5678</ISSN>'
+    '<JournalIssue CitedMedium="Internet"><Volume>{volume}</Volume><Issue>{issue}</Issue><PubDate><Year>2024'
+    '</Year><Month>Mar</Month></PubDate></JournalIssue><Title>Journal of Benchmark Medicine</Title>'
+    '<ISOAbbreviation>J Bench Med</ISOAbbreviation></Journal><ArticleTitle>{title}</ArticleTitle>'
+    '<Pagination><StartPage>{page}</StartPage><EndPage>{end_page}</EndPage><MedlinePgn>{page}-{end_page}'
+    '</MedlinePgn></Pagination><ELocationID EIdType="doi" ValidYN="Y">10.5555/jbm.{pmid}</ELocationID>'
+    '<Abstract><AbstractText>{abstract}</AbstractText><CopyrightInformation>Copyright 2024 the authors.'
+    '</CopyrightInformation></Abstract><AuthorList CompleteYN="Y">{authors}</AuthorList><Language>eng'
+    '</Language><PublicationTypeList><PublicationType UI="D016428">Journal Article</PublicationType>'
+    '<PublicationType UI="D013485">Research Support, Non-U.S. Gov\'t</PublicationType></PublicationTypeList>'
+    '<ArticleDate DateType="Electronic"><Year>2024</Year><Month>02</Month><Day>01</Day></ArticleDate>'
+    '</Article><MedlineJournalInfo><Country>United States</Country><MedlineTA>J Bench Med</MedlineTA>'
+    '<NlmUniqueID>101000000</NlmUniqueID><ISSNLinking>1234-5678</ISSNLinking></MedlineJournalInfo>'
+    '<CitationSubset>IM</CitationSubset><MeshHeadingList>{mesh}</MeshHeadingList>'
+    '<KeywordList Owner="NOTNLM"><Keyword MajorTopicYN="N">benchmark</Keyword><Keyword MajorTopicYN="N">'
+    'generated record {pmid}</Keyword></KeywordList></MedlineCitation><PubmedData><History>{history}'
+    '</History><PublicationStatus>ppublish</PublicationStatus><ArticleIdList><ArticleId IdType="pubmed">'
+    '{pmid}</ArticleId><ArticleId IdType="doi">10.5555/jbm.{pmid}</ArticleId></ArticleIdList>'
+    '<ReferenceList>{references}</ReferenceList></PubmedData></PubmedArticle>\n')
+AUTHOR_XML = ('<Author ValidYN="Y"><LastName>Author{n}</LastName><ForeName>Given {n}</ForeName><Initials>G</Initials>'
+          '<AffiliationInfo><Affiliation>Department of Medicine {n}, Example University Hospital, 1000 Example '
+          'Street, Example City {n}, Country.</Affiliation></AffiliationInfo></Author>')
+MESH_XML = ('<MeshHeading><DescriptorName UI="D{ui:06d}" MajorTopicYN="N">Descriptor {ui}</DescriptorName>'
+        '<QualifierName UI="Q{ui:06d}" MajorTopicYN="Y">qualifier {n}</QualifierName></MeshHeading>')
+HISTORY_XML = ('<PubMedPubDate PubStatus="{status}"><Year>2024</Year><Month>{n}</Month><Day>1{n}</Day>'
+           '<Hour>0{n}</Hour><Minute>0</Minute></PubMedPubDate>')
+CITED_XML = ('<Reference><Citation>Author{n} A, Author{n} B, Author C. A cited study of example number {ui}. '
+             'J Example Res. 2019;{n}:101-9.</Citation><ArticleIdList><ArticleId IdType="pubmed">{ui}'
+             '</ArticleId></ArticleIdList></Reference>')
+RECORDS = ("full", "bare")
+
+
+def full_article(pmid: int, title: str, abstract: str) -> str:
+    """One PubMed record with made-up metadata (6 authors, 10 MeSH headings, 5 references)."""
+    return FULL_ARTICLE.format(
+        pmid=pmid, title=title, abstract=abstract, volume=pmid % 97, issue=pmid % 12 + 1, page=pmid % 900 + 1,
+        end_page=pmid % 900 + 9, authors="".join(AUTHOR_XML.format(n=n) for n in range(1, 7)),
+        mesh="".join(MESH_XML.format(ui=(pmid + n) % 999_999, n=n) for n in range(10)),
+        history="".join(HISTORY_XML.format(status=status, n=n) for n, status in
+                        enumerate(("received", "revised", "accepted", "pubmed", "medline"), 1)),
+        references="".join(CITED_XML.format(n=n, ui=(pmid * 7 + n) % 40_000_000) for n in range(5)))
+
+
 XML_HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, '
             '1st January 2025//EN" "https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">\n'
             '<PubmedArticleSet>\n')
@@ -480,9 +551,13 @@ def parse_size(text: str) -> int:
     return int(number * scale)
 
 
-def write_big_pubmed_xml(path: Path, size: int, sources: Sequence[Path], first_pmid: int = FIRST_PMID) -> int:
+def write_big_pubmed_xml(path: Path, size: int, sources: Sequence[Path], first_pmid: int = FIRST_PMID,
+                         records: str = "full") -> int:
     """A PubmedArticleSet of at least ``size`` bytes: the sources' abstracts repeated with fresh PMIDs
-    (``first_pmid``, +1, …). Returns the number of articles."""
+    (``first_pmid``, +1, …), as ``full`` records (with PubMed's metadata, made up) or ``bare`` ones (PMID,
+    journal title, title, abstract). Returns the number of articles."""
+    if records not in RECORDS:
+        raise ValueError(f"records must be one of {RECORDS}, not {records!r}")
     articles = []
     for source in sources:
         for doc in corpus_documents(source):
@@ -495,7 +570,10 @@ def write_big_pubmed_xml(path: Path, size: int, sources: Sequence[Path], first_p
         written = out.write(XML_HEAD.encode())
         while written < size:
             title, abstract = articles[count % len(articles)]
-            written += out.write(ARTICLE.format(pmid=first_pmid + count, title=title, abstract=abstract).encode())
+            pmid = first_pmid + count
+            record = (full_article(pmid, title, abstract) if records == "full"
+                      else ARTICLE.format(pmid=pmid, title=title, abstract=abstract))
+            written += out.write(record.encode())
             count += 1
         out.write(XML_TAIL.encode())
     return count
@@ -509,20 +587,25 @@ def big_xml_sources(root: Path) -> list[Path]:
 
 
 def big_xml(size: int, args: argparse.Namespace) -> dict:
-    """Generate, tag with `mambaner tag` in a subprocess, check the output, delete."""
+    """Generate, tag with `mambaner tag` in a subprocess (its RSS sampled as it runs), check the output,
+    delete."""
     import pyarrow.parquet as pq
 
-    with tempfile.TemporaryDirectory(prefix="mambaner-bigxml-") as folder:
+    with tempfile.TemporaryDirectory(prefix="mambaner-bigxml-", dir=args.big_xml_dir) as folder:
         xml, output = Path(folder) / "big.xml", Path(folder) / "out.parquet"
-        articles = write_big_pubmed_xml(xml, size, big_xml_sources(data_dir(args.data_dir)))
+        articles = write_big_pubmed_xml(xml, size, big_xml_sources(data_dir(args.data_dir)),
+                                        records=args.big_xml_records)
         file_mb = xml.stat().st_size / 2**20
         command = [sys.executable, "-m", "mambaner_cli", "tag", str(xml), "-o", str(output), "-q",
                    "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-        code, seconds, peak = run_child(command, child_env(args))
+        code, seconds, peak, samples = run_child(command, child_env(args), sample_every=2.0)
         ids = set(pq.read_table(output, columns=["doc_id"]).column("doc_id").to_pylist()) if code == 0 else set()
     expected = {str(FIRST_PMID + k) for k in range(articles)}
-    return {"size_mb": file_mb, "articles": articles, "exit_status": code, "seconds": seconds,
-            "articles_per_s": articles / seconds, "peak_rss_mb": peak, "distinct_doc_ids": len(ids),
+    # RSS at each quarter of the run: flat memory shows as the same figure from the first quarter on.
+    quarters = [max((mb for t, mb in samples if t <= seconds * q / 4), default=0.0) for q in (1, 2, 3, 4)]
+    return {"size_mb": file_mb, "records": args.big_xml_records, "articles": articles, "exit_status": code,
+            "seconds": seconds, "articles_per_s": articles / seconds, "peak_rss_mb": peak,
+            "peak_rss_by_quarter_mb": quarters, "distinct_doc_ids": len(ids),
             "all_pmids_present": ids == expected}
 
 
@@ -576,9 +659,11 @@ def lengths_table(results: dict[str, dict]) -> str:
 
 
 def big_xml_table(rows: Sequence[dict]) -> str:
-    return table(["XML MB", "articles", "seconds", "articles/s", "peak RSS MB", "every PMID in output"],
-                 [[f"{r['size_mb']:.1f}", r["articles"], f"{r['seconds']:.1f}", f"{r['articles_per_s']:.1f}",
-                   f"{r['peak_rss_mb']:.0f}", "yes" if r["all_pmids_present"] else
+    return table(["XML MB", "records", "articles", "seconds", "articles/s", "peak RSS MB",
+                  "RSS by quarter MB", "every PMID in output"],
+                 [[f"{r['size_mb']:.1f}", r["records"], r["articles"], f"{r['seconds']:.1f}",
+                   f"{r['articles_per_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                   "/".join(f"{mb:.0f}" for mb in r["peak_rss_by_quarter_mb"]), "yes" if r["all_pmids_present"] else
                    f"NO ({r['distinct_doc_ids']} distinct doc_id, exit status {r['exit_status']})"] for r in rows])
 
 
@@ -604,6 +689,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer documents, lengths and repeats")
     p.add_argument("--big-xml", default="", metavar="SIZES",
                    help="also tag generated PubMed XML of these sizes, e.g. 25M,50M,100M (table 3)")
+    p.add_argument("--big-xml-records", choices=RECORDS, default="full",
+                   help="full PubMed records with (made-up) metadata, about 8 KB each, or bare ones (1.6 KB)")
+    p.add_argument("--big-xml-dir", default=None, help="folder for the generated XML (default: the temp dir)")
     p.add_argument("--omp-wait", choices=["passive", "active", "unset"], default="passive",
                    help="OMP_WAIT_POLICY of the subprocesses (passive: as `mambaner tag` sets it)")
     p.add_argument("--data-dir", default=None, help="folder holding bc5cdr/ (default $MAMBANER_DATA, "
