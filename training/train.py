@@ -32,25 +32,44 @@ from training.metrics import entity_scores
 
 
 @dataclass
-class ScratchArgs:
+class TrainingArgs:
+    """What both recipes (`scratch` here, `finetune` in training/finetune.py) take: data, optimiser,
+    stopping, seed, threads. Each recipe's defaults are its own (the subclasses redeclare them)."""
+
     output: str  # the model directory to write
     datasets: list[str] = field(default_factory=lambda: ["ncbi"])  # corpora trained on together
     train_files: list[str] = field(default_factory=list)  # CoNLL files instead of --dataset
     dev_files: list[str] = field(default_factory=list)
     data_dir: str | None = None
-    epochs: int = 12  # the small model is still improving on devel at 10 epochs
-    batch_size: int = 16  # small batches generalise better for this data size
-    lr: float = 3e-3  # a random-init model this small tolerates (and needs) a high rate
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
     weight_decay: float = 1e-2
-    warmup: float = 0.05  # fraction of steps of linear warm-up, then linear decay to 10%
+    warmup: float = 0.1  # fraction of steps of linear warm-up
     clip: float = 1.0
     patience: int = 4  # epochs without a better devel F1 before stopping
     seed: int = 13
-    min_word_count: int = 2  # rarer words are left to the character CNN
-    word_dropout: float = 0.05  # replace words by UNK during training so UNK is learnt
     threads: int = 0  # torch threads; 0 keeps torch's default
     resume: bool = False
     eval_test: bool = True  # report test F1 of the chosen (devel-best) checkpoint
+
+    def __post_init__(self) -> None:
+        if not self.datasets and not self.train_files:
+            raise MambanerError("Give --dataset or --train FILE.")
+        if self.train_files and not self.dev_files:
+            raise MambanerError("--train needs --dev: the checkpoint is chosen on devel F1.")
+        if not 0 <= self.warmup < 1:
+            raise MambanerError("--warmup is a fraction of the training steps, in [0, 1).")
+
+
+@dataclass
+class ScratchArgs(TrainingArgs):
+    epochs: int = 12  # the small model is still improving on devel at 10 epochs
+    batch_size: int = 16  # small batches generalise better for this data size
+    lr: float = 3e-3  # a random-init model this small tolerates (and needs) a high rate
+    warmup: float = 0.05  # fraction of steps of linear warm-up, then linear decay to 10%
+    min_word_count: int = 2  # rarer words are left to the character CNN
+    word_dropout: float = 0.05  # replace words by UNK during training so UNK is learnt
     # network shape (see TaggerConfig for why these defaults)
     hidden_size: int = 128
     num_layers: int = 2
@@ -69,14 +88,6 @@ class ScratchArgs:
     # >0: evaluate and save an exponential moving average of the weights (this decay per step), which
     # smooths the epoch-to-epoch swings of devel F1 that a small corpus gives
     ema: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.datasets and not self.train_files:
-            raise MambanerError("Give --dataset or --train FILE.")
-        if self.train_files and not self.dev_files:
-            raise MambanerError("--train needs --dev: the checkpoint is chosen on devel F1.")
-        if not 0 <= self.warmup < 1:
-            raise MambanerError("--warmup is a fraction of the training steps, in [0, 1).")
 
 
 def peak_rss_mb() -> float:
@@ -121,6 +132,8 @@ def evaluate(tagger: Tagger, data: list[Sentence], batch_size: int = 64) -> dict
 
 def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) -> str:
     data = ", ".join(args.datasets) if not args.train_files else ", ".join(args.train_files)
+    split_note = ("standard IOB train split; checkpoint chosen on the devel split" if not args.train_files
+                  else "checkpoint chosen on " + ", ".join(args.dev_files))
     lines = [
         f"# mambaner tagger: {Path(args.output).name}",
         "",
@@ -129,7 +142,7 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
         "mambaner's `scratch` recipe."),
         "",
         f"- Command: `{command}`",
-        f"- Training data: {data} (standard IOB train split; checkpoint chosen on the devel split)",
+        f"- Training data: {data} ({split_note})",
         f"- Labels: {', '.join(metrics['labels'])}",
         f"- Parameters: {parameters:,}",
         (f"- Seed: {args.seed}; best epoch {metrics['best_epoch']} of {metrics['epochs_run']}; "

@@ -1,0 +1,103 @@
+"""`mambaner train scratch` end to end on tiny CoNLL files: the model directory it writes, the
+devel-best checkpoint, --resume after an interruption, and its argument errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mambaner_cli.cli import cli
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.runtime.tagger import Tagger
+from training.train import ScratchArgs, train_scratch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# Our own sentences (never corpus text): a disease mention or none in each.
+SENTENCES = [
+    ("Patients with gout had fever .", "O O B-Disease O B-Disease O"),
+    ("Chronic renal failure was rare .", "B-Disease I-Disease I-Disease O O O"),
+    ("The drug was well tolerated .", "O O O O O O"),
+    ("Two cases of breast cancer were seen .", "O O O B-Disease I-Disease O O O"),
+    ("Asthma improved after treatment .", "B-Disease O O O O"),
+    ("No hepatitis was found in the cohort .", "O B-Disease O O O O O O"),
+]
+TINY = ["--hidden-size", "16", "--num-layers", "1", "--state-size", "4", "--word-dim", "8",
+        "--batch-size", "2", "--threads", "1"]
+
+
+def write_conll(path: Path, copies: int) -> Path:
+    lines = []
+    for _ in range(copies):
+        for text, tags in SENTENCES:
+            lines.extend(f"{token}\t{tag}" for token, tag in zip(text.split(), tags.split(), strict=True))
+            lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def conll(tmp_path) -> tuple[Path, Path]:
+    return write_conll(tmp_path / "train.tsv", 3), write_conll(tmp_path / "dev.tsv", 1)
+
+
+def test_train_scratch_writes_a_complete_model_directory(tmp_path, conll):
+    out = tmp_path / "model"
+    result = CliRunner().invoke(cli, ["train", "scratch", "--train", str(conll[0]), "--dev", str(conll[1]),
+                                      "-o", str(out), "--epochs", "3", "-q", *TINY])
+    assert result.exit_code == 0, result.output
+    for name in ("model.safetensors", "config.json", "vocab.json", "training_args.json", "metrics.json",
+                 "README.md"):
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoint.pt").exists()  # removed once the run is complete
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    best = max(metrics["history"], key=lambda h: h["devel_f1"])  # the first best epoch wins ties
+    assert metrics["best_epoch"] == best["epoch"]
+    assert metrics["devel"]["f1"] == pytest.approx(best["devel_f1"])  # the saved weights are that epoch's
+    assert json.loads((out / "config.json").read_text())["tagger"]["labels"] == ["O", "B-Disease", "I-Disease"]
+    assert json.loads((out / "training_args.json").read_text())["epochs"] == 3
+    card = (out / "README.md").read_text()
+    assert f"- Training data: {conll[0]} (checkpoint chosen on {conll[1]})" in card
+    assert f"best epoch {best['epoch']} of 3" in card
+    tags, scores = Tagger.load(out, device="cpu").tag([["Gout", "and", "fever", "."]])[0]
+    assert len(tags) == len(scores) == 4
+
+
+def test_resume_after_an_interruption_continues_the_same_run(tmp_path, conll):
+    def args(out: Path, resume: bool = False) -> ScratchArgs:
+        return ScratchArgs(output=str(out), datasets=[], train_files=[str(conll[0])], dev_files=[str(conll[1])],
+                           epochs=3, batch_size=2, hidden_size=16, num_layers=1, state_size=4, word_dim=8,
+                           threads=1, resume=resume)
+
+    whole = train_scratch(args(tmp_path / "whole"), log=lambda message: None)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_epoch_2(message: str) -> None:
+        if message.startswith("epoch 2:"):
+            raise Interrupted  # after epoch 1's checkpoint, before epoch 2's
+    with pytest.raises(Interrupted):
+        train_scratch(args(tmp_path / "cut"), log=stop_at_epoch_2)
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file()
+    messages: list[str] = []
+    resumed = train_scratch(args(tmp_path / "cut", resume=True), log=messages.append)
+    assert any(m.startswith("resumed from") and "after epoch 1" in m for m in messages)
+    # Same optimiser, schedule and random streams: the resumed run retraces the uninterrupted one.
+    assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in whole["history"]])
+    assert resumed["best_epoch"] == whole["best_epoch"]
+
+
+def test_train_scratch_argument_errors(tmp_path, conll):
+    with pytest.raises(MambanerError, match="--train needs --dev"):
+        ScratchArgs(output=str(tmp_path), datasets=[], train_files=[str(conll[0])])
+    with pytest.raises(MambanerError, match="Give --dataset or --train"):
+        ScratchArgs(output=str(tmp_path), datasets=[])
+    with pytest.raises(MambanerError, match="--warmup is a fraction"):
+        ScratchArgs(output=str(tmp_path), warmup=1.5)
+    result = CliRunner().invoke(cli, ["train", "scratch", "--train", str(conll[0]), "-o", str(tmp_path / "m")])
+    assert result.exit_code != 0 and "--train needs --dev" in result.output
