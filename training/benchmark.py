@@ -3,9 +3,9 @@
     python -m training.benchmark                # 500 BC5CDR test abstracts, 3 models, lengths 128…4096
     python -m training.benchmark --quick        # 50 abstracts, lengths 128…1024, 1 repeat
 
-(The full run took 12 minutes on an idle 2-core AMD EPYC, --quick about 3; --big-xml tags about 60
-articles/s there, about 650 articles per MiB of XML.)
-    python -m training.benchmark --models default --lengths '' --big-xml 25M,50M,100M   # flat memory
+(The full run took 12 minutes on an idle 2-core AMD EPYC, --quick about 3. --big-xml 1G took 30 minutes,
+one thread, another job on the other core: 127,084 full records (124 a MiB), 70.5 articles/s, peak 521 MB.)
+    python -m training.benchmark --models default --docs 0 --lengths '' --big-xml 1G   # flat memory
 
 Table 1 (throughput). Every model tags the same documents, the BC5CDR test abstracts (PubTator, via
 $MAMBANER_DATA or ../shared/data), through the pipeline `mambaner tag` runs: reader → sentence splitter
