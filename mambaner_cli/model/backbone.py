@@ -28,6 +28,7 @@ installed the scan runs through its fused kernel (``scan.selective_scan``), as `
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,26 +122,36 @@ class Mixer(nn.Module):
         self.D = nn.Parameter(torch.ones(d))
         self.out_proj = nn.Linear(d, h, bias=config.use_bias)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[b, l, h] → [b, l, h]; attention_mask [b, l] (1 at tokens) zeroes padding where transformers does."""
-        dtype = hidden_states.dtype
+    def _scan_inputs(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, conv: Callable
+                     ) -> tuple[torch.Tensor, ...]:
+        """Projections and convolution before the scan, in either layout (positions and batch first or
+        second; ``conv`` matches the layout): x, gate, time_step, B, C, A."""
         n, rank = self.ssm_state_size, self.time_step_rank
-        hidden_states = mask_padding(hidden_states, attention_mask)  # b l h
+        hidden_states = mask_padding(hidden_states, attention_mask)  # b l h | l b h
         x, gate = self.in_proj(hidden_states).chunk(2, dim=-1)  # b l d, b l d
-        x = F.silu(causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias))  # b l d
+        x = F.silu(conv(x, self.conv1d.weight, self.conv1d.bias))  # b l d
         x = mask_padding(x, attention_mask)  # b l d
         time_step, B, C = torch.split(self.x_proj(x), [rank, n, n], dim=-1)  # b l r, b l n, b l n
         A = -torch.exp(self.A_log.float())  # d n
+        return x, gate, time_step, B, C, A
+
+    def _scan_output(self, y: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Skip connection, gate and output projection after the scan (float32 y), in either layout."""
+        y = y + x.float() * self.D.float()  # b l d    skip
+        y = y * F.silu(gate.float())  # b l d    gate
+        return self.out_proj(y.to(dtype))  # b l h
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[b, l, h] → [b, l, h]; attention_mask [b, l] (1 at tokens) zeroes padding where transformers does."""
+        dtype = hidden_states.dtype
+        x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask, causal_depthwise_conv)
         if x.is_cuda and mamba_ssm_available():  # the fused kernel, in its [b, d, l] layout
             delta = self.dt_proj(time_step).transpose(1, 2)  # b d l    (softplus in the kernel)
             y = selective_scan(x.transpose(1, 2), delta, A, B.transpose(1, 2), C.transpose(1, 2),
                                D=self.D.float(), z=gate.transpose(1, 2), delta_softplus=True)  # b d l
             return self.out_proj(y.transpose(1, 2).to(dtype))  # b l h
         delta = F.softplus(self.dt_proj(time_step).float())  # b l d    Δ = softplus(W t + bias)
-        y = scan_channels_last(x, delta, A, B, C)  # b l d    (float32)
-        y = y + x.float() * self.D.float()  # b l d    skip
-        y = y * F.silu(gate.float())  # b l d    gate
-        return self.out_proj(y.to(dtype))  # b l h
+        return self._scan_output(scan_channels_last(x, delta, A, B, C), x, gate, dtype)  # b l h
 
     def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``forward`` without autograd, time-major: [l, b, h] → [l, b, h], attention_mask [l, b] or None.
@@ -150,18 +161,10 @@ class Mixer(nn.Module):
         (``causal_depthwise_conv_time_major``, ``scan.scan_time_major``) and skips their copies.
         """
         dtype = hidden_states.dtype
-        n, rank = self.ssm_state_size, self.time_step_rank
-        hidden_states = mask_padding(hidden_states, attention_mask)  # l b h
-        x, gate = self.in_proj(hidden_states).chunk(2, dim=-1)  # l b d, l b d
-        x = F.silu(causal_depthwise_conv_time_major(x, self.conv1d.weight, self.conv1d.bias))  # l b d
-        x = mask_padding(x, attention_mask)  # l b d
-        time_step, B, C = torch.split(self.x_proj(x), [rank, n, n], dim=-1)  # l b r, l b n, l b n
-        A = -torch.exp(self.A_log.float())  # d n
+        x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask,
+                                                        causal_depthwise_conv_time_major)
         delta = F.softplus(self.dt_proj(time_step).float())  # l b d    Δ = softplus(W t + bias)
-        y = scan_time_major(x, delta, A, B, C)  # l b d    (float32, a fresh tensor: updated in place)
-        y.add_(x.float() * self.D.float())  # l b d    skip
-        y.mul_(F.silu(gate.float()))  # l b d    gate
-        return self.out_proj(y.to(dtype))  # l b h
+        return self._scan_output(scan_time_major(x, delta, A, B, C), x, gate, dtype)  # l b h
 
 
 class Block(nn.Module):
