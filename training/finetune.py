@@ -40,7 +40,16 @@ from mambaner_cli.runtime.subword import (
 )
 from mambaner_cli.runtime.tagger import Tagger, pick_device
 from training.datasets import labels_of
-from training.train import TrainingArgs, batches, evaluate, load_data, peak_rss_mb, seed_everything
+from training.train import (
+    TrainingArgs,
+    batches,
+    evaluate,
+    load_data,
+    peak_rss_mb,
+    restore_run_state,
+    run_state,
+    seed_everything,
+)
 
 DOCUMENTED_BASE = "state-spaces/mamba-130m-hf"
 
@@ -205,12 +214,7 @@ def train_finetune(args: FinetuneArgs, log=print, progress=None) -> dict:
             raise MambanerError(f"{checkpoint_path} was written by a different run (other trained weights, "
                                 f"e.g. {min(missing)}); start afresh without --resume.")
         model.load_state_dict(checkpoint["trainable"], strict=False)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        rng.setstate(checkpoint["rng"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        history, best_f1, best_epoch = checkpoint["history"], checkpoint["best_f1"], checkpoint["best_epoch"]
-        start_epoch = checkpoint["epoch"] + 1
+        history, best_f1, best_epoch, start_epoch = restore_run_state(checkpoint, optimizer, scheduler, rng)
         log(f"resumed from {checkpoint_path} after epoch {checkpoint['epoch']}")
     started = time.perf_counter() - sum(h["seconds"] for h in history)
     for epoch in range(start_epoch, args.epochs + 1):
@@ -246,9 +250,7 @@ def train_finetune(args: FinetuneArgs, log=print, progress=None) -> dict:
         log(f"epoch {epoch}: loss {total_loss / len(groups):.4f}, devel F1 {dev_scores['f1']:.2f}"
             f"{' (best)' if improved else ''}, {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
         torch.save({"trainable": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "history": history,
-                    "best_f1": best_f1, "best_epoch": best_epoch, "epoch": epoch}, checkpoint_path)
+                    **run_state(optimizer, scheduler, rng, history, best_f1, best_epoch, epoch)}, checkpoint_path)
     train_seconds = time.perf_counter() - started
     if args.merge:
         save_merged(out)

@@ -138,6 +138,25 @@ def batches(data: list[Sentence], batch_size: int, rng: random.Random) -> list[l
     return groups
 
 
+def run_state(optimizer: torch.optim.Optimizer, scheduler, rng: random.Random, history: list[dict],
+              best_f1: float, best_epoch: int, epoch: int) -> dict:
+    """What a checkpoint holds besides the weights, for both recipes: optimiser, schedule, random streams
+    and the epochs so far (restored by :func:`restore_run_state`)."""
+    return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state(), "history": history, "best_f1": best_f1,
+            "best_epoch": best_epoch, "epoch": epoch}
+
+
+def restore_run_state(checkpoint: dict, optimizer: torch.optim.Optimizer, scheduler, rng: random.Random
+                      ) -> tuple[list[dict], float, int, int]:
+    """Put back a :func:`run_state`; returns the history, best devel F1, best epoch and the epoch to run next."""
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    rng.setstate(checkpoint["rng"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    return checkpoint["history"], checkpoint["best_f1"], checkpoint["best_epoch"], checkpoint["epoch"] + 1
+
+
 def evaluate(tagger: Tagger, data: list[Sentence], batch_size: int = 64) -> dict:
     tagger.model.eval()
     predicted = [tags for tags, _ in tagger.tag([tokens for tokens, _ in data], batch_size=batch_size)]
@@ -260,12 +279,7 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         model.load_state_dict(checkpoint["model"])
         if ema is not None:
             ema.load_state_dict(checkpoint["ema"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        rng.setstate(checkpoint["rng"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        history, best_f1, best_epoch = checkpoint["history"], checkpoint["best_f1"], checkpoint["best_epoch"]
-        start_epoch = checkpoint["epoch"] + 1
+        history, best_f1, best_epoch, start_epoch = restore_run_state(checkpoint, optimizer, scheduler, rng)
         log(f"resumed from {checkpoint_path} after epoch {checkpoint['epoch']}")
     started = time.perf_counter() - sum(h["seconds"] for h in history)
     last_epoch = args.with_devel or args.epochs
@@ -319,11 +333,8 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
                 save_model(out, evaluated, words, chars, out.name, lexicon)
             log(f"epoch {epoch}: loss {total_loss / len(groups):.4f}, devel F1 {dev_scores['f1']:.2f}"
                 f"{' (best)' if improved else ''}, {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng.getstate(),
-                    "torch_rng": torch.get_rng_state(), "history": history, "best_f1": best_f1,
-                    "best_epoch": best_epoch, "epoch": epoch,
-                    "ema": ema.state_dict() if ema is not None else None}, checkpoint_path)
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                    **run_state(optimizer, scheduler, rng, history, best_f1, best_epoch, epoch)}, checkpoint_path)
     train_seconds = time.perf_counter() - started
     best = Tagger.load(out, device="cpu")
     metrics: dict = {"labels": labels, "best_epoch": best_epoch, "epochs_run": len(history),
