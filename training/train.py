@@ -111,7 +111,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_data(args: ScratchArgs) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
+def load_data(args: TrainingArgs) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
     if args.train_files:
         train = [s for f in args.train_files for s in read_conll(f)]
         dev = [s for f in args.dev_files for s in read_conll(f)]
@@ -119,8 +119,6 @@ def load_data(args: ScratchArgs) -> tuple[list[Sentence], list[Sentence], list[S
     train = load_sentences(args.datasets, "train", args.data_dir)
     dev = load_sentences(args.datasets, "devel", args.data_dir)
     test = load_sentences(args.datasets, "test", args.data_dir) if args.eval_test else []
-    if getattr(args, "with_devel", 0):
-        train = train + dev
     return train, dev, test
 
 
@@ -227,6 +225,8 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     train, dev, test = load_data(args)
+    if args.with_devel:  # the final-model protocol: devel becomes training data
+        train = train + dev
     labels = labels_of(train + dev)
     words, chars = build_vocabularies(train, args.min_word_count)
     lexicon, train_codes = None, None
