@@ -48,6 +48,7 @@ from training.train import (
     peak_rss_mb,
     restore_run_state,
     run_state,
+    score_epoch,
     seed_everything,
 )
 
@@ -239,16 +240,9 @@ def train_finetune(args: FinetuneArgs, log=print, progress=None) -> dict:
                 progress.update(task, advance=1, loss=total_loss / n)
         if progress:
             progress.remove_task(task)
-        dev_scores = evaluate(tagger, dev, args.eval_batch_size)
-        seconds = time.perf_counter() - epoch_start
-        history.append({"epoch": epoch, "loss": total_loss / len(groups), "devel_f1": dev_scores["f1"],
-                        "seconds": seconds})
-        improved = dev_scores["f1"] > best_f1
-        if improved:
-            best_f1, best_epoch = dev_scores["f1"], epoch
-            save_model(out, model, peft_model, args)
-        log(f"epoch {epoch}: loss {total_loss / len(groups):.4f}, devel F1 {dev_scores['f1']:.2f}"
-            f"{' (best)' if improved else ''}, {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
+        best_f1, best_epoch = score_epoch(
+            tagger, dev, args.eval_batch_size, epoch, total_loss / len(groups), time.perf_counter() - epoch_start,
+            history, best_f1, best_epoch, lambda: save_model(out, model, peft_model, args), log)
         torch.save({"trainable": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
                     **run_state(optimizer, scheduler, rng, history, best_f1, best_epoch, epoch)}, checkpoint_path)
     train_seconds = time.perf_counter() - started

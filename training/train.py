@@ -161,6 +161,21 @@ def evaluate(tagger: Tagger, data: list[Sentence], batch_size: int = 64) -> dict
     return entity_scores([tags for _, tags in data], predicted)
 
 
+def score_epoch(tagger: Tagger, dev: list[Sentence], batch_size: int, epoch: int, loss: float, seconds: float,
+                history: list[dict], best_f1: float, best_epoch: int, save, log) -> tuple[float, int]:
+    """End of an epoch, for both recipes: devel F1 into ``history`` and the log; ``save()`` when it is the
+    best so far. Returns the best devel F1 and its epoch."""
+    f1 = evaluate(tagger, dev, batch_size)["f1"]
+    history.append({"epoch": epoch, "loss": loss, "devel_f1": f1, "seconds": seconds})
+    improved = f1 > best_f1
+    if improved:
+        best_f1, best_epoch = f1, epoch
+        save()
+    log(f"epoch {epoch}: loss {loss:.4f}, devel F1 {f1:.2f}{' (best)' if improved else ''}, {seconds:.0f} s, "
+        f"peak RSS {peak_rss_mb():.0f} MB")
+    return best_f1, best_epoch
+
+
 def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) -> str:
     data = ", ".join(args.datasets) if not args.train_files else ", ".join(args.train_files)
     split_note = ("standard IOB train split; checkpoint chosen on the devel split" if not args.train_files
@@ -323,16 +338,9 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
             log(f"epoch {epoch}: loss {total_loss / len(groups):.4f} (train + devel), {seconds:.0f} s, "
                 f"peak RSS {peak_rss_mb():.0f} MB")
         else:
-            dev_scores = evaluate(tagger, dev)
-            seconds = time.perf_counter() - epoch_start
-            history.append({"epoch": epoch, "loss": total_loss / len(groups), "devel_f1": dev_scores["f1"],
-                            "seconds": seconds})
-            improved = dev_scores["f1"] > best_f1
-            if improved:
-                best_f1, best_epoch = dev_scores["f1"], epoch
-                save_model(out, evaluated, words, chars, out.name, lexicon)
-            log(f"epoch {epoch}: loss {total_loss / len(groups):.4f}, devel F1 {dev_scores['f1']:.2f}"
-                f"{' (best)' if improved else ''}, {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
+            best_f1, best_epoch = score_epoch(
+                tagger, dev, 64, epoch, total_loss / len(groups), time.perf_counter() - epoch_start, history,
+                best_f1, best_epoch, lambda: save_model(out, evaluated, words, chars, out.name, lexicon), log)
         torch.save({"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                     **run_state(optimizer, scheduler, rng, history, best_f1, best_epoch, epoch)}, checkpoint_path)
     train_seconds = time.perf_counter() - started
