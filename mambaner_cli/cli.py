@@ -26,6 +26,10 @@ def stderr_console(quiet: bool = False):
 
 def model_options(function: Callable) -> Callable:
     """Options shared by every command that runs a model."""
+    function = click.option("--convention", default=None, metavar="CORPUS",
+                            help="For a model trained with annotation conventions (the default is): tag by this "
+                                 "corpus's rules (ncbi, bc5cdr-disease). Default: the model's own default; "
+                                 "`evaluate` uses the evaluated corpus's.")(function)
     function = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                             show_default=True, help="Where the model runs; auto picks CUDA when there is a GPU.")(function)
     function = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
@@ -105,7 +109,8 @@ def fetch_progress(console, quiet: bool):
 @click.option("--fail-fast", is_flag=True, help="Stop at the first bad input (no output is written).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str | None, lines: bool,
-        model: str | None, batch_size: int, device: str, threads: int, fail_fast: bool, quiet: bool,
+        model: str | None, batch_size: int, device: str, convention: str | None, threads: int, fail_fast: bool,
+        quiet: bool,
         pmids: tuple[str, ...], pmid_file: str | None, query: str | None, max_results: int, email: str | None,
         api_key: str | None, eutils_url: str | None, cache_dir: str | None, missing_file: str | None,
         retries: int) -> None:
@@ -134,7 +139,8 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
     fmt = fmt or detect_output_format(output)
     items = iter_documents(expand_inputs(inputs), input_format=input_format, lines=lines) if inputs else iter(())
     if not from_pubmed:
-        run_tagging(items, output, fmt, model, batch_size, device, fail_fast, quiet, threads=threads)
+        run_tagging(items, output, fmt, model, batch_size, device, fail_fast, quiet, threads=threads,
+                    convention=convention)
         return
     from mambaner_cli.fetch import FetchReport
     from mambaner_cli.fetch.source import collect_pmids, pubmed_documents, report_failures
@@ -148,7 +154,8 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
         fetched = pubmed_documents(wanted, settings, report,
                                    on_progress=lambda done, total: progress.update(task, completed=done, total=total))
         run_tagging(itertools.chain(items, fetched), output, fmt, model, batch_size, device, fail_fast, quiet,
-                    extra_failures=lambda: report_failures(report, missing_file), threads=threads)
+                    extra_failures=lambda: report_failures(report, missing_file), threads=threads,
+                    convention=convention)
 
 
 def cpu_threads(threads: int) -> int:
@@ -166,7 +173,7 @@ def cpu_threads(threads: int) -> int:
 
 def run_tagging(items, output: str, fmt: str, model: str | None, batch_size: int, device: str,
                 fail_fast: bool, quiet: bool, extra_failures: Callable[[], list[str]] | None = None,
-                threads: int = 0) -> None:
+                threads: int = 0, convention: str | None = None) -> None:
     """Shared by `tag` for files and for PubMed fetches: progress, summary, exit status."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -175,7 +182,7 @@ def run_tagging(items, output: str, fmt: str, model: str | None, batch_size: int
     from mambaner_cli.runtime.tagger import Tagger
 
     console = stderr_console(quiet)
-    tagger = Tagger.load(model, device=device)
+    tagger = Tagger.load(model, device=device, convention=convention)
     progress = Progress(TextColumn("[bold]tagging"), BarColumn(bar_width=None),
                         TextColumn("{task.fields[docs]} documents, {task.fields[sents]} sentences, "
                                    "{task.fields[rate]:.0f} sentences/s"),
@@ -295,6 +302,9 @@ def train() -> None:
 @click.option("--warmup", type=float, default=0.05, show_default=True, help="Warm-up fraction of steps.")
 @click.option("--patience", type=click.IntRange(1), default=4, show_default=True,
               help="Stop after this many epochs without a better devel F1.")
+@click.option("--conventions", is_flag=True,
+              help="With several --dataset: learn each corpus's annotation conventions (tagging uses the "
+                   "first --dataset's unless --convention says otherwise).")
 @click.option("--hidden-size", type=click.IntRange(8), default=128, show_default=True)
 @click.option("--num-layers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--state-size", type=click.IntRange(1), default=16, show_default=True)
@@ -378,7 +388,7 @@ def finetune(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
 @click.option("-q", "--quiet", is_flag=True)
 def evaluate(dataset: str, split: str, conll: str | None, data_dir: str | None, model: str | None,
-             batch_size: int, device: str, no_documents: bool, json_path: str | None, report: str | None,
+             batch_size: int, device: str, convention: str | None, no_documents: bool, json_path: str | None, report: str | None,
              threads: int, quiet: bool) -> None:
     """Benchmark a model: strict entity-level F1 on a standard split, and the full pipeline on documents."""
     cpu_threads(threads)  # before training.evaluate imports torch
@@ -388,7 +398,7 @@ def evaluate(dataset: str, split: str, conll: str | None, data_dir: str | None, 
 
     console = stderr_console(quiet)
     args = EvalArgs(dataset=dataset, split=split, model=model, conll=conll, data_dir=data_dir, device=device,
-                    batch_size=batch_size, document_level=not no_documents)
+                    batch_size=batch_size, document_level=not no_documents, convention=convention)
     with console.status("evaluating…"):
         result = run_evaluation(args)
     command = command_line()
@@ -404,7 +414,8 @@ def show_evaluation(result: dict, console) -> None:
     from rich.table import Table
 
     b = result["benchmark"]
-    table = Table(title=f"{result['dataset'] or result['gold']} ({result['split'] or 'gold file'}) — model {result['model']}")
+    table = Table(title=f"{result['dataset'] or result['gold']} ({result['split'] or 'gold file'}) — model {result['model']}"
+                  + (f", {result['convention']} convention" if result.get("convention") else ""))
     for column in ("level", "match", "precision", "recall", "F1"):
         table.add_column(column, justify="right" if column in ("precision", "recall", "F1") else "left")
     for label, m in sorted(b["per_type"].items()):

@@ -26,7 +26,7 @@ from seqeval.scheme import IOB2, Entities
 from mambaner_cli.document import Document, Span
 from mambaner_cli.errors import MambanerError, ReadError
 from mambaner_cli.readers import pubtator
-from mambaner_cli.runtime.model_dir import resolve_model
+from mambaner_cli.runtime.model_dir import model_conventions, resolve_model
 from mambaner_cli.runtime.pipeline import SentenceTagger, tag_chunk
 from mambaner_cli.runtime.tagger import Tagger
 from training.datasets import Sentence, corpus, iob_path, pubtator_path, read_conll
@@ -57,6 +57,9 @@ class EvalArgs:
     batch_size: int = 64
     document_level: bool = True
     top_errors: int = 15
+    # For a model with annotation conventions: the one to tag by; None picks the evaluated corpus's when
+    # the model has it, else the model's default.
+    convention: str | None = None
 
 
 def peak_rss_mb() -> float:
@@ -241,10 +244,15 @@ def evaluate(args: EvalArgs, tagger: SentenceTagger | None = None) -> dict:
                 raise MambanerError(f"{error} (The document level needs the original PubTator files; "
                                     "--no-documents skips it.)") from None
     model_dir = None if tagger is not None else resolve_model(args.model)
-    tagger = tagger or Tagger.load(model_dir, device=args.device)
+    if tagger is None:
+        convention = args.convention
+        if convention is None and dataset in model_conventions(model_dir):
+            convention = dataset
+        tagger = Tagger.load(model_dir, device=args.device, convention=convention)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = {"model": tagger.name, "dataset": dataset, "split": split, "gold": source,
+    result = {"model": tagger.name, "convention": getattr(tagger, "convention_name", None), "dataset": dataset,
+              "split": split, "gold": source,
               "benchmark": benchmark_level(tagger, data, args.batch_size, args.top_errors)}
     if args.document_level and dataset:
         result["document"] = document_level(tagger, dataset, split, args.data_dir, args.batch_size)
@@ -278,7 +286,8 @@ def markdown_report(result: dict, command: str) -> str:
     rows: list[list[object]] = [[model, f"{ncbi:.2f}", f"{bc5:.2f}", params, ram or "–", "published (paper)"]
                                 for model, ncbi, bc5, params, ram in PAPER_TABLE_1]
     ours = {name: (f"{b['f1']:.2f}" if result["dataset"] == name else "–") for name in PAPER_COLUMNS}
-    rows.append([f"mambaner `{result['model']}`", ours["ncbi"], ours["bc5cdr-disease"], f"{e['parameters']:,}",
+    convention = f" ({result['convention']} convention)" if result.get("convention") else ""
+    rows.append([f"mambaner `{result['model']}`{convention}", ours["ncbi"], ours["bc5cdr-disease"], f"{e['parameters']:,}",
                  f"{e['peak_rss_mb'] / 1024:.2f} (peak RSS)", "measured here"])
     lines += markdown_table(["model", *PAPER_COLUMNS.values(), "parameters", "RAM (GB)", "source"], rows)
     lines += ["", "## Benchmark level (gold tokens, strict entity-level, seqeval)", ""]

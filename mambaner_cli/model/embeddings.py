@@ -31,6 +31,12 @@ class TokenFeatures(nn.Module):
         self.projection = nn.Linear(
             config.word_dim + config.char_channels + config.case_dim + config.lexicon_dim, config.hidden_size
         )
+        # One learnt vector per annotation convention, added after the projection (so a chosen convention
+        # folds into the projection's bias). Zeros at first: every convention starts as the shared model.
+        self.convention_vectors = None
+        if config.conventions:
+            self.convention_vectors = nn.Embedding(len(config.conventions), config.hidden_size)
+            nn.init.zeros_(self.convention_vectors.weight)
 
     def char_vectors(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Max-pooled character CNN per word: [b, l, c] → [b, l, char_channels] (zeros for empty words).
@@ -91,11 +97,18 @@ class TokenFeatures(nn.Module):
         return pooled.masked_fill(counts[:, None] == 0, 0.0)  # (b l) channels    words without characters
 
     def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor,
-                lexicon_ids: torch.Tensor | None = None) -> torch.Tensor:
+                lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """[b, l, hidden]; ``convention_ids`` [b] (one per sentence) when the network has conventions."""
         parts = [self.words(word_ids), self.char_vectors(char_ids), self.cases(case_ids)]
         if self.lexicon is not None:
             if lexicon_ids is None:
                 raise ValueError("this network reads lexicon match codes: pass lexicon_ids")
             parts.append(self.lexicon(lexicon_ids))  # b l lexicon_dim
         features = torch.cat(parts, dim=-1)  # b l (word_dim + char_channels + case_dim [+ lexicon_dim])
-        return self.projection(self.dropout(features))  # b l hidden
+        projected = self.projection(self.dropout(features))  # b l hidden
+        if self.convention_vectors is not None:
+            if convention_ids is None:
+                raise ValueError("this network reads each sentence's annotation convention: pass convention_ids")
+            projected = projected + self.convention_vectors(convention_ids)[:, None, :]  # b l hidden
+        return projected

@@ -54,6 +54,13 @@ class MambaTagger(nn.Module):
         directions = 2 if config.bidirectional else 1
         self.dropout = nn.Dropout(config.dropout)
         self.emissions = nn.Linear(directions * config.hidden_size, config.num_tags)
+        # Per annotation convention, a correction added to the shared emission layer (zeros at first, so
+        # what the corpora agree on stays shared); a chosen convention folds into ``emissions``.
+        self.convention_emissions = self.convention_emission_bias = None
+        if config.conventions:
+            count = len(config.conventions)
+            self.convention_emissions = nn.Parameter(torch.zeros(count, config.num_tags, directions * config.hidden_size))
+            self.convention_emission_bias = nn.Parameter(torch.zeros(count, config.num_tags))
         self.crf = CRF(config.labels) if config.use_crf else None
 
     @classmethod
@@ -94,18 +101,28 @@ class MambaTagger(nn.Module):
 
     def forward(
         self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
-        lexicon_ids: torch.Tensor | None = None,
+        lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Emission scores [b, l, t] (unnormalised; padding rows are meaningless)."""
+        """Emission scores [b, l, t] (unnormalised; padding rows are meaningless).
+
+        ``convention_ids`` [b]: each sentence's annotation convention (an index into
+        ``config.conventions``), required by a network that has conventions.
+        """
         mask = mask.bool()
-        x = self.features(word_ids, char_ids, case_ids, lexicon_ids)  # b l h
+        x = self.features(word_ids, char_ids, case_ids, lexicon_ids, convention_ids)  # b l h
         states = self._run(self.forward_mamba, x, mask)  # b l h
         if self.backward_mamba is not None:
             index = reverse_index(mask)  # b l
             reversed_x = _gather_positions(x, index)  # b l h    each sentence right to left
             backward = _gather_positions(self._run(self.backward_mamba, reversed_x, mask), index)  # b l h
             states = torch.cat([states, backward], dim=-1)  # b l 2h
-        return self.emissions(self.dropout(states))  # b l t
+        states = self.dropout(states)
+        emissions = self.emissions(states)  # b l t
+        if self.convention_emissions is not None:
+            weight = self.convention_emissions[convention_ids]  # b t 2h
+            emissions = emissions + torch.einsum("blh,bth->blt", states, weight)  # b l t
+            emissions = emissions + self.convention_emission_bias[convention_ids][:, None, :]  # b l t
+        return emissions
 
     def loss(
         self,
@@ -115,10 +132,11 @@ class MambaTagger(nn.Module):
         mask: torch.Tensor,
         tags: torch.Tensor,
         lexicon_ids: torch.Tensor | None = None,
+        convention_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """CRF negative log-likelihood (mean over sentences), or token cross-entropy without a CRF."""
         mask = mask.bool()
-        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids)  # b l t
+        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids)  # b l t
         if self.crf is not None:
             return self.crf.neg_log_likelihood(emissions, tags, mask)
         return F.cross_entropy(emissions[mask].float(), tags[mask])
@@ -126,7 +144,7 @@ class MambaTagger(nn.Module):
     @torch.no_grad()
     def decode(
         self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
-        lexicon_ids: torch.Tensor | None = None,
+        lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None,
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Tag ids (always valid IOB2) and per-token confidences, one list per sentence, as long as it.
 
@@ -134,7 +152,7 @@ class MambaTagger(nn.Module):
         probability without a CRF. Call ``eval()`` first (dropout).
         """
         mask = mask.bool()
-        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids).float()  # b l t
+        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids).float()  # b l t
         if self.crf is not None:
             paths = self.crf.viterbi(emissions, mask)
             probabilities = self.crf.marginals(emissions, mask)  # b l t

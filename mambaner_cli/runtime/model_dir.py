@@ -65,3 +65,9 @@ def read_config(model_dir: Path) -> dict[str, Any]:
         raise MambanerError(f"{model_dir / 'config.json'} is not a mambaner model (format "
                             f"{config.get('format')!r}, expected {FORMAT!r}).")
     return config
+
+
+def model_conventions(name_or_path: str | Path | None) -> list[str]:
+    """The annotation conventions a model can tag by (empty for a model without them)."""
+    config = read_config(resolve_model(str(name_or_path) if name_or_path else None))
+    return list(config.get("tagger", {}).get("conventions", []))

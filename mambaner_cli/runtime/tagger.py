@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.config import TaggerConfig
+from mambaner_cli.model.conventions import fold_convention
 from mambaner_cli.model.features import Vocabulary, encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.tagger import MambaTagger
@@ -101,26 +102,47 @@ class Tagger:
         self.device = device
         self.window = window
         self.labels: list[str] = list(model.config.labels)
+        # For a network with annotation conventions (trained, not folded): the index, into
+        # model.config.conventions, of the convention every sentence is tagged under.
+        self.convention: int | None = None
+        # The convention a loaded model was folded to (None: the model has no conventions).
+        self.convention_name: str | None = None
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str = "auto") -> Tagger:
+    def load(cls, model: str | Path | None = None, device: str = "auto", convention: str | None = None) -> Tagger:
+        """A model directory or shipped model name. ``convention``: for a model trained with annotation
+        conventions, the corpus whose rules to tag by (default: the model's ``default_convention``)."""
         model_dir = resolve_model(str(model) if model else None)
         config = read_config(model_dir)
         if config.get("recipe") == "finetune":  # a fine-tuned pretrained Mamba (training/finetune.py)
+            if convention:
+                raise MambanerError(f"model {model_dir} has no annotation conventions (--convention).")
             from mambaner_cli.runtime.subword import SubwordTagger
 
             return SubwordTagger.from_model_dir(model_dir, config, device)
         vocab = read_json(model_dir / "vocab.json")
         tagger_config = TaggerConfig.from_dict(config["tagger"])
-        # The light backbone: transformers' MambaModel network without its multi-second import.
-        network = MambaTagger(tagger_config, backbone="light")
         weights = model_dir / "model.safetensors"
         if not weights.is_file():
             raise MambanerError(f"{weights} is missing: the model directory is incomplete.")
-        network.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+        chosen = None
+        if tagger_config.conventions:
+            chosen = convention or config.get("default_convention") or tagger_config.conventions[0]
+            if chosen not in tagger_config.conventions:
+                raise MambanerError(f"model {model_dir} has no convention {chosen!r}; it has "
+                                    f"{', '.join(tagger_config.conventions)}.")
+            tagger_config, state = fold_convention(tagger_config, state, chosen)
+        elif convention:
+            raise MambanerError(f"model {model_dir} has no annotation conventions (--convention {convention}).")
+        # The light backbone: transformers' MambaModel network without its multi-second import.
+        network = MambaTagger(tagger_config, backbone="light")
+        network.load_state_dict(state)
         lexicon = load_lexicon(model_dir / LEXICON_FILE) if tagger_config.lexicon_dim else None
-        return cls(network, Vocabulary.from_list(vocab["words"]), Vocabulary.from_list(vocab["chars"]),
-                   config.get("name", model_dir.name), pick_device(device), config.get("window", 256), lexicon)
+        tagger = cls(network, Vocabulary.from_list(vocab["words"]), Vocabulary.from_list(vocab["chars"]),
+                     config.get("name", model_dir.name), pick_device(device), config.get("window", 256), lexicon)
+        tagger.convention_name = chosen
+        return tagger
 
     @property
     def num_parameters(self) -> int:
@@ -145,6 +167,10 @@ class Tagger:
             tokens = [list(sentences[s][start:end]) for s, start, end, _, _ in batch]
             lexicon_codes = [codes[s][start:end] for s, start, end, _, _ in batch] if codes is not None else None
             features = encode_batch(tokens, self.words, self.chars, self.model.config.max_word_len, lexicon_codes)
+            if self.model.config.conventions:
+                if self.convention is None:
+                    raise ValueError("this network has annotation conventions: set Tagger.convention first")
+                features["convention_ids"] = torch.full((len(tokens),), self.convention, dtype=torch.long)
             features = {key: value.to(self.device) for key, value in features.items()}
             tag_ids, confidences = self.model.decode(**features)
             for (s, start, _, keep_start, keep_end), ids, conf in zip(batch, tag_ids, confidences):

@@ -1,0 +1,210 @@
+"""Annotation conventions: one network trained on several corpora, tagging by the rules of the one chosen.
+
+The folded plain network must compute what the trained one computes for that convention; training with
+``--conventions`` must learn two corpora that disagree on the same sentence; loading, tagging and
+evaluating pick the convention asked for (evaluate: the evaluated corpus's own)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from mambaner_cli.cli import cli
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.model.config import TaggerConfig
+from mambaner_cli.model.conventions import fold_convention
+from mambaner_cli.model.features import Vocabulary
+from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.runtime.model_dir import model_conventions
+from mambaner_cli.runtime.tagger import Tagger
+from training.evaluate import EvalArgs, evaluate
+from training.train import ScratchArgs, save_model, train_scratch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LABELS = ["O", "B-Disease", "I-Disease"]
+
+
+def tiny_config(**overrides) -> TaggerConfig:
+    return TaggerConfig(**{"labels": LABELS, "word_vocab_size": 30, "char_vocab_size": 12, "word_dim": 8,
+                           "char_dim": 4, "char_channels": 6, "case_dim": 4, "hidden_size": 16, "num_layers": 1,
+                           "state_size": 4, "lexicon_dim": 4, "conventions": ["ncbi", "bc5cdr-disease"],
+                           **overrides})
+
+
+def random_inputs(batch: int = 3, length: int = 7) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return {"word_ids": torch.randint(2, 30, (batch, length), generator=generator),
+            "char_ids": torch.randint(2, 12, (batch, length, 5), generator=generator),
+            "case_ids": torch.randint(1, 8, (batch, length), generator=generator),
+            "mask": torch.arange(length)[None, :] < torch.tensor([length, 4, 1])[:, None],
+            "lexicon_ids": torch.randint(1, 4, (batch, length), generator=generator)}
+
+
+def network_with_distinct_conventions(config: TaggerConfig, backbone: str = "light") -> MambaTagger:
+    torch.manual_seed(0)
+    network = MambaTagger(config, backbone=backbone).eval()
+    with torch.no_grad():  # trained conventions differ; fresh ones are all zeros
+        for parameter in (network.features.convention_vectors.weight, network.convention_emissions,
+                          network.convention_emission_bias):
+            parameter.normal_()
+    return network
+
+
+@pytest.mark.parametrize("backbone", ["light", "transformers"])
+def test_folding_a_convention_gives_a_plain_network_with_the_same_emissions(backbone):
+    config = tiny_config()
+    network = network_with_distinct_conventions(config, backbone)
+    inputs = random_inputs()
+    mask = inputs["mask"]
+    outputs = []
+    for index, name in enumerate(config.conventions):
+        with torch.no_grad():
+            expected = network(**inputs, convention_ids=torch.full((3,), index))
+        plain_config, state = fold_convention(config, network.state_dict(), name)
+        assert plain_config.conventions == [] and not any("convention" in key for key in state)
+        plain = MambaTagger(plain_config, backbone=backbone).eval()
+        plain.load_state_dict(state)  # strict: exactly the plain network's parameters
+        with torch.no_grad():
+            folded = plain(**inputs)
+        torch.testing.assert_close(folded[mask], expected[mask], atol=1e-5, rtol=1e-5)
+        outputs.append(expected[mask])
+    assert (outputs[0] - outputs[1]).abs().max() > 1e-2  # the conventions do differ, so the check can fail
+
+
+def test_each_sentence_is_read_under_its_own_convention_within_a_batch():
+    config = tiny_config()
+    network = network_with_distinct_conventions(config)
+    inputs = random_inputs()
+    with torch.no_grad():
+        mixed = network(**inputs, convention_ids=torch.tensor([0, 1, 0]))
+        first = network(**inputs, convention_ids=torch.zeros(3, dtype=torch.long))
+        second = network(**inputs, convention_ids=torch.ones(3, dtype=torch.long))
+    torch.testing.assert_close(mixed[0], first[0])
+    torch.testing.assert_close(mixed[1], second[1])
+    with pytest.raises(ValueError, match="pass convention_ids"):
+        network(**inputs)
+
+
+def test_config_conventions_are_checked():
+    with pytest.raises(ValueError, match="distinct names"):
+        tiny_config(conventions=["ncbi", "ncbi"])
+    with pytest.raises(ValueError, match="distinct names"):
+        tiny_config(conventions=[""])
+    with pytest.raises(ValueError, match="not one of this network's"):
+        fold_convention(tiny_config(), {}, "bc5cdr-chem")
+    assert TaggerConfig.from_dict(tiny_config().to_dict()).conventions == ["ncbi", "bc5cdr-disease"]
+
+
+@pytest.fixture
+def convention_model_dir(tmp_path) -> tuple[Path, MambaTagger]:
+    words = Vocabulary.build({"gout": 2, "fever": 2, "and": 2, "breast": 2, "cancer": 2}, 1)
+    chars = Vocabulary.build({c: 1 for c in "abcdefghijklmnopqrstuvwxyz."}, 1)
+    config = tiny_config(word_vocab_size=len(words), char_vocab_size=len(chars), lexicon_dim=0)
+    network = network_with_distinct_conventions(config, backbone="transformers")
+    out = tmp_path / "conv-model"
+    save_model(out, network, words, chars, "conv-model")
+    return out, network
+
+
+def test_loading_picks_the_default_or_the_asked_convention(convention_model_dir):
+    out, network = convention_model_dir
+    assert json.loads((out / "config.json").read_text())["default_convention"] == "ncbi"
+    assert model_conventions(out) == ["ncbi", "bc5cdr-disease"]
+    sentences = [["Breast", "cancer", "and", "gout", "."], ["Fever", "."]]
+    # The trained network, told each convention, is the reference for what the loaded model must do.
+    loaded_default = Tagger.load(out, device="cpu")
+    reference = Tagger(network, loaded_default.words, loaded_default.chars, "ref", torch.device("cpu"))
+    with pytest.raises(ValueError, match="set Tagger.convention"):
+        reference.tag(sentences)
+    assert loaded_default.convention_name == "ncbi"
+    for index, name in enumerate(["ncbi", "bc5cdr-disease"]):
+        reference.convention = index
+        expected = reference.tag(sentences)
+        loaded = Tagger.load(out, device="cpu", convention=name)
+        assert loaded.convention_name == name and loaded.model.config.conventions == []
+        got = loaded.tag(sentences)
+        assert [tags for tags, _ in got] == [tags for tags, _ in expected]
+        for (_, got_scores), (_, want_scores) in zip(got, expected):
+            assert got_scores == pytest.approx(want_scores, abs=1e-5)
+    assert loaded_default.tag(sentences) == Tagger.load(out, device="cpu", convention="ncbi").tag(sentences)
+    with pytest.raises(MambanerError, match="has no convention 'bc5cdr-chem'"):
+        Tagger.load(out, device="cpu", convention="bc5cdr-chem")
+
+
+def test_a_model_without_conventions_refuses_one(tiny_model_dir, tmp_path):
+    assert model_conventions(tiny_model_dir) == []
+    with pytest.raises(MambanerError, match="has no annotation conventions"):
+        Tagger.load(tiny_model_dir, device="cpu", convention="ncbi")
+    result = CliRunner().invoke(cli, ["tag", "-", "-o", str(tmp_path / "out.jsonl"), "--model", str(tiny_model_dir),
+                                      "--convention", "ncbi", "-q"], input="Gout.\n")
+    assert result.exit_code != 0 and "has no annotation conventions" in result.output
+
+
+# Two made-up corpora (our own sentences) that disagree: "ncbi" tags "breast cancer" whole, "bc5cdr-disease"
+# only "cancer". Every other sentence they tag alike.
+AGREED = [
+    ("Gout and fever were seen .", "B-Disease O B-Disease O O O"),
+    ("The drug was well tolerated .", "O O O O O O"),
+    ("Asthma improved after treatment .", "B-Disease O O O O"),
+]
+DISPUTED = "Breast cancer was treated ."
+BY_CORPUS = {"ncbi": (("NCBI-disease-IOB"), "B-Disease I-Disease O O O"),
+             "bc5cdr-disease": (("BC5CDR-disease-IOB"), "O B-Disease O O O")}
+
+
+def write_corpora(root: Path) -> Path:
+    for folder, disputed_tags in BY_CORPUS.values():
+        path = root / "iob" / folder
+        path.mkdir(parents=True)
+        sentences = AGREED + [(DISPUTED, disputed_tags)] * 2
+        text = "\n".join("\n".join(f"{token}\t{tag}" for token, tag in zip(words.split(), tags.split(), strict=True))
+                         + "\n" for words, tags in sentences)
+        for split, copies in (("train", 6), ("devel", 1), ("test", 1)):
+            (path / f"{split}.tsv").write_text(text * copies, encoding="utf-8")
+    return root
+
+
+def test_training_with_conventions_learns_corpora_that_disagree(tmp_path):
+    data = write_corpora(tmp_path / "data")
+    args = ScratchArgs(output=str(tmp_path / "model"), datasets=["ncbi", "bc5cdr-disease"], data_dir=str(data),
+                       epochs=25, patience=25, batch_size=4, hidden_size=16, num_layers=1, state_size=4, word_dim=8,
+                       dropout=0.0, word_dropout=0.0, lr=1e-2, warmup=0.0, threads=1, conventions=True)
+    metrics = train_scratch(args, log=lambda message: None)
+    out = tmp_path / "model"
+    assert TaggerConfig.from_dict(json.loads((out / "config.json").read_text())["tagger"]).conventions == [
+        "ncbi", "bc5cdr-disease"]
+    for name, (_, disputed_tags) in BY_CORPUS.items():
+        tags, _ = Tagger.load(out, device="cpu", convention=name).tag([DISPUTED.split()])[0]
+        assert tags == disputed_tags.split(), name
+        assert metrics["test_by_dataset"][name]["f1"] == pytest.approx(100.0)
+    assert metrics["devel"]["f1"] == pytest.approx(100.0)
+    assert "Annotation conventions: ncbi, bc5cdr-disease" in (out / "README.md").read_text()
+    # evaluate scores each corpus under its own convention unless told otherwise
+    result = evaluate(EvalArgs(dataset="bc5cdr-disease", model=str(out), data_dir=str(data), device="cpu",
+                               document_level=False))
+    assert result["convention"] == "bc5cdr-disease" and result["benchmark"]["f1"] == pytest.approx(100.0)
+    crossed = evaluate(EvalArgs(dataset="bc5cdr-disease", model=str(out), data_dir=str(data), device="cpu",
+                                document_level=False, convention="ncbi"))
+    assert crossed["convention"] == "ncbi" and crossed["benchmark"]["f1"] < 100.0
+    # and the CLI's --convention reaches the tagger
+    outputs = {}
+    for name in BY_CORPUS:
+        target = tmp_path / f"{name}.jsonl"
+        result = CliRunner().invoke(cli, ["tag", "-", "-o", str(target), "--model", str(out), "--convention", name,
+                                          "-q"], input=DISPUTED + "\n")
+        assert result.exit_code == 0, result.output
+        outputs[name] = [m["text"] for m in json.loads(target.read_text())["mentions"]]
+    assert outputs == {"ncbi": ["Breast cancer"], "bc5cdr-disease": ["cancer"]}
+
+
+def test_conventions_need_several_datasets(tmp_path):
+    with pytest.raises(MambanerError, match="two or more --dataset"):
+        ScratchArgs(output=str(tmp_path), datasets=["ncbi"], conventions=True)
+    with pytest.raises(MambanerError, match="two or more --dataset"):
+        ScratchArgs(output=str(tmp_path), datasets=[], train_files=["a"], dev_files=["b"], conventions=True)
+
