@@ -204,7 +204,8 @@ def run_tagging(items, output: str, fmt: str, model: str | None, batch_size: int
     if not quiet:
         rate = summary.sentences / max(summary.seconds, 1e-9)
         console.print(f"{summary.documents} documents, {summary.sentences} sentences, {summary.mentions} "
-                      f"mentions in {summary.seconds:.1f} s ({rate:.0f} sentences/s) → {output}")
+                      f"mentions in {summary.seconds:.1f} s ({rate:.0f} sentences/s) → {output}; model "
+                      f"{getattr(tagger, 'label', tagger.name)}", markup=False)
         if failures:
             console.print(f"[red]{len(failures)} problem(s)[/red] in {len(summary.failed_sources)} input(s):")
             for failure in failures:

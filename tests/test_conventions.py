@@ -198,7 +198,9 @@ def test_training_with_conventions_learns_corpora_that_disagree(tmp_path):
         result = CliRunner().invoke(cli, ["tag", "-", "-o", str(target), "--model", str(out), "--convention", name,
                                           "-q"], input=DISPUTED + "\n")
         assert result.exit_code == 0, result.output
-        outputs[name] = [m["text"] for m in json.loads(target.read_text())["mentions"]]
+        document = json.loads(target.read_text())
+        assert document["model"] == f"model ({name} convention)"
+        outputs[name] = [m["text"] for m in document["mentions"]]
     assert outputs == {"ncbi": ["Breast cancer"], "bc5cdr-disease": ["cancer"]}
 
 

@@ -145,6 +145,11 @@ class Tagger:
         return tagger
 
     @property
+    def label(self) -> str:
+        """What outputs record as the tagging model: its name, and the convention it tags by, if any."""
+        return f"{self.name} ({self.convention_name} convention)" if self.convention_name else self.name
+
+    @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
