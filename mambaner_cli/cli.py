@@ -295,6 +295,17 @@ def train() -> None:
     """Train a tagger: `scratch` (the small default model) or `finetune` (LoRA on a pretrained Mamba)."""
 
 
+def parse_repeats(values: tuple[str, ...]) -> dict[str, int]:
+    """``("ncbi=2",)`` → ``{"ncbi": 2}``; a usage error names the value that is not NAME=K."""
+    repeats = {}
+    for value in values:
+        name, _, count = value.partition("=")
+        if not count.isdigit():
+            raise click.BadParameter(f"{value!r} is not NAME=K (e.g. ncbi=2)", param_hint="--repeat")
+        repeats[name] = int(count)
+    return repeats
+
+
 @train.command()
 @training_data_options
 @click.option("--epochs", type=click.IntRange(1), default=12, show_default=True)
@@ -306,6 +317,8 @@ def train() -> None:
 @click.option("--conventions", is_flag=True,
               help="With several --dataset: learn each corpus's annotation conventions (tagging uses the "
                    "first --dataset's unless --convention says otherwise).")
+@click.option("--repeat", "repeats", multiple=True, metavar="NAME=K",
+              help="See each training sentence of --dataset NAME K times an epoch (weights a corpus up).")
 @click.option("--hidden-size", type=click.IntRange(8), default=128, show_default=True)
 @click.option("--num-layers", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--state-size", type=click.IntRange(1), default=16, show_default=True)
@@ -327,14 +340,16 @@ def train() -> None:
                    "epoch of a train-only run with the same options); no devel scoring; 0 for off.")
 @training_run_options
 def scratch(output: str, datasets: tuple[str, ...], train_files: tuple[str, ...], dev_files: tuple[str, ...],
-            data_dir: str | None, unidirectional: bool, no_crf: bool, quiet: bool, **options) -> None:
+            data_dir: str | None, unidirectional: bool, no_crf: bool, quiet: bool, repeats: tuple[str, ...],
+            **options) -> None:
     """Train the small bidirectional Mamba tagger from a fresh config (the embedded default's recipe)."""
     from training.train import ScratchArgs, train_scratch
 
     console = stderr_console()  # --quiet hides the progress bar; the per-epoch log always shows
     args = ScratchArgs(output=output, datasets=list(datasets or ([] if train_files else ["ncbi"])),
                        train_files=list(train_files), dev_files=list(dev_files), data_dir=data_dir,
-                       bidirectional=not unidirectional, use_crf=not no_crf, **options)
+                       bidirectional=not unidirectional, use_crf=not no_crf, repeats=parse_repeats(repeats),
+                       **options)
     with training_progress(console) as progress:
         train_scratch(args, log=lambda message: console.print(message, markup=False),
                       progress=None if quiet else progress)

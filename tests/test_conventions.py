@@ -162,8 +162,8 @@ def write_corpora(root: Path) -> Path:
         path = root / "iob" / folder
         path.mkdir(parents=True)
         sentences = AGREED + [(DISPUTED, disputed_tags)] * 2
-        text = "\n".join("\n".join(f"{token}\t{tag}" for token, tag in zip(words.split(), tags.split(), strict=True))
-                         + "\n" for words, tags in sentences)
+        text = "".join("\n".join(f"{token}\t{tag}" for token, tag in zip(words.split(), tags.split(), strict=True))
+                       + "\n\n" for words, tags in sentences)  # a blank line after every sentence
         for split, copies in (("train", 6), ("devel", 1), ("test", 1)):
             (path / f"{split}.tsv").write_text(text * copies, encoding="utf-8")
     return root
@@ -210,3 +210,22 @@ def test_conventions_need_several_datasets(tmp_path):
     with pytest.raises(MambanerError, match="two or more --dataset"):
         ScratchArgs(output=str(tmp_path), datasets=[], train_files=["a"], dev_files=["b"], conventions=True)
 
+
+
+def test_repeat_weights_a_corpus_up_after_cross_fitting(tmp_path):
+    data = write_corpora(tmp_path / "data")
+    per_corpus = 6 * (len(AGREED) + 2)  # training sentences of each made-up corpus
+    messages: list[str] = []
+    args = ScratchArgs(output=str(tmp_path / "model"), datasets=["ncbi", "bc5cdr-disease"], data_dir=str(data),
+                       epochs=1, batch_size=4, hidden_size=16, num_layers=1, state_size=4, word_dim=8, threads=1,
+                       conventions=True, repeats={"ncbi": 3})
+    train_scratch(args, log=messages.append)
+    assert any(m.startswith(f"{3 * per_corpus + per_corpus} training and") for m in messages), messages
+    assert "repeated each epoch: ncbi ×3" in messages
+    with pytest.raises(MambanerError, match="not trained on: bc5cdr-chem"):
+        ScratchArgs(output=str(tmp_path), datasets=["ncbi", "bc5cdr-disease"], repeats={"bc5cdr-chem": 2})
+    with pytest.raises(MambanerError, match="at least 1"):
+        ScratchArgs(output=str(tmp_path), datasets=["ncbi", "bc5cdr-disease"], repeats={"ncbi": 0})
+    result = CliRunner().invoke(cli, ["train", "scratch", "--dataset", "ncbi", "--dataset", "bc5cdr-disease",
+                                      "--repeat", "ncbi:2", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "'ncbi:2' is not NAME=K" in result.output

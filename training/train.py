@@ -97,9 +97,18 @@ class ScratchArgs(TrainingArgs):
     # and emission correction, model/conventions.py); each sentence is trained and scored under its own
     # corpus's convention, and tagging uses the first --dataset's unless told otherwise.
     conventions: bool = False
+    # {corpus: k}: each training sentence of that --dataset is seen k times an epoch (a corpus weighted up
+    # in combined training). Its lexicon codes are cross-fitted before the copies are made, so no copy
+    # sees a lexicon built with its own mentions.
+    repeats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        unknown = sorted(set(self.repeats) - set(self.datasets))
+        if unknown:
+            raise MambanerError(f"--repeat names corpora that are not trained on: {', '.join(unknown)}.")
+        if any(not isinstance(k, int) or k < 1 for k in self.repeats.values()):
+            raise MambanerError("--repeat NAME=K needs a whole K of at least 1.")
         if self.conventions and (self.train_files or len(self.datasets) < 2):
             raise MambanerError("--conventions tells corpora apart: give two or more --dataset and no --train.")
         if self.with_devel and not 0 < self.with_devel <= self.epochs:
@@ -314,10 +323,15 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     if args.conventions:
         train_conventions = dataset_ids(args.datasets, "train", args.data_dir)
         dev_conventions = dev_corpora[1]
+    train_corpora = None
+    if args.repeats:
+        train_corpora = dataset_ids(args.datasets, "train", args.data_dir)
     if args.with_devel:  # the final-model protocol: devel becomes training data
         train = train + dev
         if train_conventions is not None:
             train_conventions = train_conventions + dev_conventions
+        if train_corpora is not None:
+            train_corpora = train_corpora + dataset_ids(args.datasets, "devel", args.data_dir)
     labels = labels_of(train + dev)
     words, chars = build_vocabularies(train, args.min_word_count)
     lexicon, train_codes = None, None
@@ -327,6 +341,13 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         lexicon = LexiconMatcher.from_list(build_lexicon(train))
         train_codes = cross_fitted_codes(train, folds=args.lexicon_folds)
         log(f"lexicon: {len(lexicon):,} names; training codes cross-fitted over {args.lexicon_folds} folds")
+    if train_corpora is not None:  # after the vocabularies and the cross-fitting: copies change neither
+        times = [args.repeats.get(name, 1) for name in args.datasets]
+        copies = [i for i, corpus in enumerate(train_corpora) for _ in range(times[corpus])]
+        train = [train[i] for i in copies]
+        train_codes = [train_codes[i] for i in copies] if train_codes is not None else None
+        train_conventions = [train_conventions[i] for i in copies] if train_conventions is not None else None
+        log("repeated each epoch: " + ", ".join(f"{name} ×{k}" for name, k in args.repeats.items()))
     pretrained = None
     if args.glove_top:
         from training.word_vectors import extend_vocabulary, initial_embeddings, load_glove
