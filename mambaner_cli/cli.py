@@ -317,6 +317,9 @@ def parse_repeats(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--conventions", is_flag=True,
               help="With several --dataset: learn each corpus's annotation conventions (tagging uses the "
                    "first --dataset's unless --convention says otherwise).")
+@click.option("--keep-epochs", is_flag=True,
+              help="With --with-devel: also write OUTPUT/epoch-K after every epoch K, each the model "
+                   "--with-devel K would write.")
 @click.option("--repeat", "repeats", multiple=True, metavar="NAME=K",
               help="See each training sentence of --dataset NAME K times an epoch (weights a corpus up).")
 @click.option("--hidden-size", type=click.IntRange(8), default=128, show_default=True)

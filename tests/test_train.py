@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from mambaner_cli.cli import cli
@@ -125,3 +126,35 @@ def test_with_devel_trains_on_train_and_devel_and_keeps_the_chosen_epoch(tmp_pat
         ScratchArgs(output=str(tmp_path), epochs=3, with_devel=4)
     with pytest.raises(MambanerError, match="use it with --dataset"):
         ScratchArgs(output=str(tmp_path), datasets=[], train_files=["a"], dev_files=["b"], with_devel=1)
+
+
+def test_keep_epochs_writes_what_with_devel_k_writes(tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "iob" / "NCBI-disease-IOB"
+    folder.mkdir(parents=True)
+    write_conll(folder / "train.tsv", 2)
+    write_conll(folder / "devel.tsv", 1)
+    write_conll(folder / "test.tsv", 1)
+
+    def args(out: str, with_devel: int, keep: bool = False) -> ScratchArgs:
+        return ScratchArgs(output=str(tmp_path / out), datasets=["ncbi"], data_dir=str(tmp_path / "data"), epochs=4,
+                           with_devel=with_devel, keep_epochs=keep, batch_size=2, hidden_size=16, num_layers=1,
+                           state_size=4, word_dim=8, threads=1)
+
+    monkeypatch.setattr("sys.argv", ["mambaner", "train", "scratch", "-o", str(tmp_path / "all"), "--epochs", "4",
+                                     "--with-devel", "3", "--keep-epochs"])
+    train_scratch(args("all", 3, keep=True), log=lambda message: None)
+    train_scratch(args("two", 2), log=lambda message: None)
+    kept = tmp_path / "all" / "epoch-2"
+    assert sorted(p.name for p in (tmp_path / "all").glob("epoch-*")) == ["epoch-1", "epoch-2", "epoch-3"]
+    from safetensors.torch import load_file
+
+    got, want = load_file(str(kept / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert (kept / "vocab.json").read_text() == (tmp_path / "two" / "vocab.json").read_text()
+    assert json.loads((kept / "training_args.json").read_text())["with_devel"] == 2
+    card = (kept / "README.md").read_text()
+    assert "weights after epoch 2" in card
+    assert f"- Command: `mambaner train scratch -o {tmp_path / 'all'}/epoch-2 --epochs 4 --with-devel 2`" in card
+    Tagger.load(kept, device="cpu")  # a complete model directory
+    with pytest.raises(MambanerError, match="--keep-epochs keeps the epochs of a --with-devel run"):
+        ScratchArgs(output=str(tmp_path), keep_epochs=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import gzip
 import random
 import resource
+import shlex
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -101,6 +102,10 @@ class ScratchArgs(TrainingArgs):
     # in combined training). Its lexicon codes are cross-fitted before the copies are made, so no copy
     # sees a lexicon built with its own mentions.
     repeats: dict[str, int] = field(default_factory=dict)
+    # With --with-devel: also write the model after every epoch up to it, as OUT/epoch-K, each the model a
+    # `--with-devel K` run would write (same schedule, same random streams: identical weights). The final
+    # run can then start before the train-only run has chosen its epoch.
+    keep_epochs: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,6 +118,8 @@ class ScratchArgs(TrainingArgs):
             raise MambanerError("--conventions tells corpora apart: give two or more --dataset and no --train.")
         if self.with_devel and not 0 < self.with_devel <= self.epochs:
             raise MambanerError("--with-devel EPOCH must be between 1 and --epochs.")
+        if self.keep_epochs and not self.with_devel:
+            raise MambanerError("--keep-epochs keeps the epochs of a --with-devel run.")
         if self.with_devel and self.train_files:
             raise MambanerError("--with-devel trains on the benchmark devel split: use it with --dataset.")
 
@@ -308,6 +315,44 @@ def score_saved_model(out: Path, args: ScratchArgs, split: str, data: list[Sente
     return {split: entity_scores(gold, predicted), f"{split}_by_dataset": by_dataset}
 
 
+def with_devel_command(command: str, epoch: int) -> str:
+    """The command that writes, on its own, what ``--keep-epochs`` kept as epoch ``epoch``: ``--with-devel``
+    set to it, ``--keep-epochs`` and ``-o`` adjusted."""
+    words = shlex.split(command)
+    out: list[str] = []
+    skip = False
+    for k, word in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        if word == "--keep-epochs":
+            continue
+        if word == "--with-devel" and k + 1 < len(words):
+            out += [word, str(epoch)]
+            skip = True
+        elif word.startswith("--with-devel="):
+            out.append(f"--with-devel={epoch}")
+        elif word in ("-o", "--output") and k + 1 < len(words):
+            out += [word, f"{words[k + 1].rstrip('/')}/epoch-{epoch}"]
+            skip = True
+        else:
+            out.append(word)
+    return shlex.join(out)
+
+
+def keep_epoch(out: Path, args: ScratchArgs, epoch: int, model: MambaTagger, words: Vocabulary, chars: Vocabulary,
+               lexicon: LexiconMatcher | None, metrics: dict, parameters: int) -> None:
+    """``--keep-epochs``: OUT/epoch-K as the complete model directory that ``--with-devel K`` writes (bar the
+    test scores, which `mambaner evaluate` gives)."""
+    target = out / f"epoch-{epoch}"
+    save_model(target, model, words, chars, out.name, lexicon)
+    kept_args = replace(args, output=str(target), with_devel=epoch, keep_epochs=False)
+    write_json(target / "metrics.json", metrics)
+    write_json(target / "training_args.json", asdict(kept_args))
+    command = with_devel_command(command_line(), epoch)
+    (target / "README.md").write_text(model_card(kept_args, metrics, command, parameters), encoding="utf-8")
+
+
 def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     """Train, keep the devel-best checkpoint, write the model directory; returns the metrics."""
     if args.threads:
@@ -435,6 +480,11 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
             if epoch == args.with_devel:
                 best_epoch = epoch
                 save_model(out, evaluated, words, chars, out.name, lexicon)
+            if args.keep_epochs:
+                keep_epoch(out, args, epoch, evaluated, words, chars, lexicon,
+                           {"labels": labels, "best_epoch": epoch, "epochs_run": epoch, "history": list(history),
+                            "train_seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb(),
+                            "parameters": parameters, "trained_on_devel": True}, parameters)
             log(f"epoch {epoch}: loss {total_loss / len(groups):.4f} (train + devel), {seconds:.0f} s, "
                 f"peak RSS {peak_rss_mb():.0f} MB")
         else:
