@@ -55,6 +55,11 @@ def test_default_model_tags_examples(tmp_path):
     assert any("Wilson disease" in row["text"] for row in mentions)  # the trained model finds mentions
     for row in mentions:
         assert row["label"] == "Disease" and 0 < row["score"] <= 1
+    # the shipped default tags by the convention its README documents, and says so in the output
+    assert {row["model"] for row in table} == {"default (bc5cdr-disease convention)"}
+    ncbi = tmp_path / "ncbi.parquet"
+    run("tag", *sorted(EXAMPLES.iterdir()), "-o", ncbi, "-q", "--convention", "ncbi")
+    assert {row["model"] for row in pq.read_table(ncbi).to_pylist()} == {"default (ncbi convention)"}
 
 
 def test_tag_all_formats(tiny_model_dir, tmp_path):
