@@ -224,6 +224,8 @@ def test_repeat_weights_a_corpus_up_after_cross_fitting(tmp_path):
     assert "repeated each epoch: ncbi ×3" in messages
     with pytest.raises(MambanerError, match="not trained on: bc5cdr-chem"):
         ScratchArgs(output=str(tmp_path), datasets=["ncbi", "bc5cdr-disease"], repeats={"bc5cdr-chem": 2})
+    with pytest.raises(MambanerError, match="does not apply to --train files"):
+        ScratchArgs(output=str(tmp_path), datasets=["ncbi"], train_files=["a"], dev_files=["b"], repeats={"ncbi": 2})
     with pytest.raises(MambanerError, match="at least 1"):
         ScratchArgs(output=str(tmp_path), datasets=["ncbi", "bc5cdr-disease"], repeats={"ncbi": 0})
     result = CliRunner().invoke(cli, ["train", "scratch", "--dataset", "ncbi", "--dataset", "bc5cdr-disease",

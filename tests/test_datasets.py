@@ -20,6 +20,7 @@ from training.datasets import (
     download,
     iob_path,
     labels_of,
+    load_corpora,
     load_sentences,
     pubtator_path,
     read_conll,
@@ -175,6 +176,8 @@ def test_split_sizes_of_the_real_corpora(corpus_dir):
     ncbi = load_sentences(["ncbi"], "devel", corpus_dir)
     both = load_sentences(["ncbi", "bc5cdr-disease"], "devel", corpus_dir)
     assert len(both) == 923 + 4581 and both[:923] == ncbi  # concatenated in the order given
+    sentences, corpus_ids = load_corpora(["ncbi", "bc5cdr-disease"], "devel", corpus_dir)
+    assert sentences == both and corpus_ids == [0] * 923 + [1] * 4581
     assert labels_of(ncbi) == ["O", "B-Disease", "I-Disease"]
     assert labels_of(load_sentences(["bc5cdr"], "devel", corpus_dir)) == \
         ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]

@@ -176,10 +176,19 @@ def pubtator_path(name: str, split: str, data_dir: str | os.PathLike | None = No
 def load_sentences(names: Sequence[str], split: str, data_dir: str | os.PathLike | None = None
                    ) -> list[Sentence]:
     """The IOB sentences of one split of one or more corpora, concatenated in the order given."""
+    return load_corpora(names, split, data_dir)[0]
+
+
+def load_corpora(names: Sequence[str], split: str, data_dir: str | os.PathLike | None = None
+                 ) -> tuple[list[Sentence], list[int]]:
+    """``load_sentences`` and, for each sentence, the index into ``names`` of the corpus it comes from."""
     sentences: list[Sentence] = []
-    for name in names:
-        sentences.extend(read_conll(iob_path(name, split, data_dir)))
-    return sentences
+    corpus_ids: list[int] = []
+    for index, name in enumerate(names):
+        part = read_conll(iob_path(name, split, data_dir))
+        sentences.extend(part)
+        corpus_ids.extend([index] * len(part))
+    return sentences, corpus_ids
 
 
 def labels_of(sentences: Iterable[Sentence]) -> list[str]:

@@ -28,7 +28,7 @@ from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.tagger import MambaTagger
 from mambaner_cli.runtime.model_dir import FORMAT, write_json
 from mambaner_cli.runtime.tagger import LEXICON_FILE, Tagger
-from training.datasets import Sentence, labels_of, load_sentences, read_conll
+from training.datasets import Sentence, labels_of, load_corpora, read_conll
 from training.metrics import entity_scores
 
 
@@ -112,6 +112,8 @@ class ScratchArgs(TrainingArgs):
         unknown = sorted(set(self.repeats) - set(self.datasets))
         if unknown:
             raise MambanerError(f"--repeat names corpora that are not trained on: {', '.join(unknown)}.")
+        if self.repeats and self.train_files:
+            raise MambanerError("--repeat weights --dataset corpora: it does not apply to --train files.")
         if any(not isinstance(k, int) or k < 1 for k in self.repeats.values()):
             raise MambanerError("--repeat NAME=K needs a whole K of at least 1.")
         if self.conventions and (self.train_files or len(self.datasets) < 2):
@@ -134,14 +136,21 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(args: TrainingArgs) -> tuple[list[Sentence], list[Sentence], list[Sentence]]:
+    train, dev, test, _ = load_data_by_corpus(args)
+    return train, dev, test
+
+
+def load_data_by_corpus(args: TrainingArgs
+                        ) -> tuple[list[Sentence], list[Sentence], list[Sentence], dict[str, list[int]]]:
+    """Train, devel and test sentences, and per split each sentence's index into ``args.datasets``
+    (empty for --train/--dev files)."""
     if args.train_files:
         train = [s for f in args.train_files for s in read_conll(f)]
         dev = [s for f in args.dev_files for s in read_conll(f)]
-        return train, dev, []
-    train = load_sentences(args.datasets, "train", args.data_dir)
-    dev = load_sentences(args.datasets, "devel", args.data_dir)
-    test = load_sentences(args.datasets, "test", args.data_dir) if args.eval_test else []
-    return train, dev, test
+        return train, dev, [], {}
+    (train, train_ids), (dev, dev_ids) = (load_corpora(args.datasets, s, args.data_dir) for s in ("train", "devel"))
+    test, test_ids = load_corpora(args.datasets, "test", args.data_dir) if args.eval_test else ([], [])
+    return train, dev, test, {"train": train_ids, "devel": dev_ids, "test": test_ids}
 
 
 def build_vocabularies(train: list[Sentence], min_count: int) -> tuple[Vocabulary, Vocabulary]:
@@ -175,11 +184,6 @@ def restore_run_state(checkpoint: dict, optimizer: torch.optim.Optimizer, schedu
     rng.setstate(checkpoint["rng"])
     torch.set_rng_state(checkpoint["torch_rng"])
     return checkpoint["history"], checkpoint["best_f1"], checkpoint["best_epoch"], checkpoint["epoch"] + 1
-
-
-def dataset_ids(datasets: list[str], split: str, data_dir: str | None) -> list[int]:
-    """For the sentences ``load_sentences(datasets, split)`` gives: the index of each one's corpus."""
-    return [k for k, name in enumerate(datasets) for _ in load_sentences([name], split, data_dir)]
 
 
 def predict(tagger: Tagger, data: list[Sentence], batch_size: int = 64,
@@ -304,14 +308,16 @@ def save_model(out: Path, model: MambaTagger, words: Vocabulary, chars: Vocabula
     write_json(out / "vocab.json", {"words": words.to_list(), "chars": chars.to_list()})
 
 
-def score_saved_model(out: Path, args: ScratchArgs, split: str, data: list[Sentence]) -> dict:
+def score_saved_model(out: Path, args: ScratchArgs, split: str, data: list[Sentence], corpus_ids: list[int]
+                      ) -> dict:
     """Scores of the saved model on ``split``, as users load it: ``{split: ...}`` over all of ``data`` and,
-    with several corpora, ``{split}_by_dataset``: each corpus alone (under its own convention, if any)."""
+    with several corpora, ``{split}_by_dataset``: each corpus alone (under its own convention, if any);
+    ``corpus_ids``: each sentence's index into ``args.datasets``."""
     if len(args.datasets) < 2 or args.train_files:
         return {split: evaluate(Tagger.load(out, device="cpu"), data)}
     by_dataset, gold, predicted = {}, [], []
-    for name in args.datasets:
-        part = load_sentences([name], split, args.data_dir)
+    for index, name in enumerate(args.datasets):
+        part = [sentence for sentence, corpus in zip(data, corpus_ids) if corpus == index]
         tagger = Tagger.load(out, device="cpu", convention=name if args.conventions else None)
         tags = predict(tagger, part)
         by_dataset[name] = entity_scores([t for _, t in part], tags)
@@ -365,23 +371,17 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     seed_everything(args.seed)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    train, dev, test = load_data(args)
-    # Each sentence's corpus, for the per-corpus annotation conventions (None: one convention for all).
-    train_conventions = dev_conventions = dev_corpora = None
-    if len(args.datasets) > 1 and not args.train_files:
-        dev_corpora = (list(args.datasets), dataset_ids(args.datasets, "devel", args.data_dir))
-    if args.conventions:
-        train_conventions = dataset_ids(args.datasets, "train", args.data_dir)
-        dev_conventions = dev_corpora[1]
-    train_corpora = None
-    if args.repeats:
-        train_corpora = dataset_ids(args.datasets, "train", args.data_dir)
+    train, dev, test, corpus_ids = load_data_by_corpus(args)
+    several = len(args.datasets) > 1 and not args.train_files
+    # devel sentences' corpora, to log each corpus's devel F1 (None with one corpus)
+    dev_corpora = (list(args.datasets), corpus_ids["devel"]) if several else None
+    train_corpora = corpus_ids.get("train")
     if args.with_devel:  # the final-model protocol: devel becomes training data
         train = train + dev
-        if train_conventions is not None:
-            train_conventions = train_conventions + dev_conventions
-        if train_corpora is not None:
-            train_corpora = train_corpora + dataset_ids(args.datasets, "devel", args.data_dir)
+        train_corpora = train_corpora + corpus_ids["devel"] if train_corpora is not None else None
+    # Each sentence's convention (its corpus's index) for --conventions; None: one convention for all.
+    train_conventions = train_corpora if args.conventions else None
+    dev_conventions = corpus_ids["devel"] if args.conventions else None
     labels = labels_of(train + dev)
     words, chars = build_vocabularies(train, args.min_word_count)
     lexicon, train_codes = None, None
@@ -391,7 +391,7 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         lexicon = LexiconMatcher.from_list(build_lexicon(train))
         train_codes = cross_fitted_codes(train, folds=args.lexicon_folds)
         log(f"lexicon: {len(lexicon):,} names; training codes cross-fitted over {args.lexicon_folds} folds")
-    if train_corpora is not None:  # after the vocabularies and the cross-fitting: copies change neither
+    if args.repeats:  # after the vocabularies and the cross-fitting: copies change neither
         times = [args.repeats.get(name, 1) for name in args.datasets]
         copies = [i for i, corpus in enumerate(train_corpora) for _ in range(times[corpus])]
         train = [train[i] for i in copies]
@@ -506,9 +506,9 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     if args.with_devel:
         metrics["trained_on_devel"] = True  # so devel F1 would be a training score: not reported
     else:
-        metrics.update(score_saved_model(out, args, "devel", dev))
+        metrics.update(score_saved_model(out, args, "devel", dev, corpus_ids.get("devel", [])))
     if test:
-        metrics.update(score_saved_model(out, args, "test", test))
+        metrics.update(score_saved_model(out, args, "test", test, corpus_ids.get("test", [])))
         devel = f"devel F1 {metrics['devel']['f1']:.2f}, " if "devel" in metrics else ""
         log(f"{devel}test F1 {metrics['test']['f1']:.2f} (epoch {best_epoch})")
     command = command_line()
