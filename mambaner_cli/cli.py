@@ -205,7 +205,7 @@ def run_tagging(items, output: str, fmt: str, model: str | None, batch_size: int
         rate = summary.sentences / max(summary.seconds, 1e-9)
         console.print(f"{summary.documents} documents, {summary.sentences} sentences, {summary.mentions} "
                       f"mentions in {summary.seconds:.1f} s ({rate:.0f} sentences/s) → {output}; model "
-                      f"{getattr(tagger, 'label', tagger.name)}", markup=False)
+                      f"{tagger.label}", markup=False)
         if failures:
             console.print(f"[red]{len(failures)} problem(s)[/red] in {len(summary.failed_sources)} input(s):")
             for failure in failures:

@@ -4,6 +4,7 @@ devel-best checkpoint, --resume after an interruption, and its argument errors."
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from mambaner_cli.cli import cli
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.runtime.tagger import Tagger
-from training.train import ScratchArgs, train_scratch
+from training.train import ScratchArgs, train_scratch, with_devel_command
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,6 +127,15 @@ def test_with_devel_trains_on_train_and_devel_and_keeps_the_chosen_epoch(tmp_pat
         ScratchArgs(output=str(tmp_path), epochs=3, with_devel=4)
     with pytest.raises(MambanerError, match="use it with --dataset"):
         ScratchArgs(output=str(tmp_path), datasets=[], train_files=["a"], dev_files=["b"], with_devel=1)
+
+
+@pytest.mark.parametrize("spelling", [["-o", "runs/x/"], ["--output", "runs/x"], ["--output=runs/x"], ["-oruns/x"]])
+def test_with_devel_command_rewrites_every_spelling_of_the_options(spelling):
+    for devel in (["--with-devel", "9"], ["--with-devel=9"]):
+        command = shlex.join(["mambaner", "train", "scratch", *spelling, "--epochs", "9", *devel, "--keep-epochs",
+                              "--seed", "4"])
+        assert with_devel_command(command, 3) == (
+            "mambaner train scratch -o runs/x/epoch-3 --epochs 9 --with-devel 3 --seed 4")
 
 
 def test_keep_epochs_writes_what_with_devel_k_writes(tmp_path, monkeypatch):

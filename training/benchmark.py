@@ -117,6 +117,10 @@ class PieceTagger:
         self.words = 0
         self.subwords = 0
 
+    @property
+    def label(self) -> str:
+        return self.name
+
     def tag(self, sentences: list[list[str]], batch_size: int = 32) -> list[tuple[list[str], list[float]]]:
         import torch
 

@@ -328,26 +328,32 @@ def score_saved_model(out: Path, args: ScratchArgs, split: str, data: list[Sente
 
 def with_devel_command(command: str, epoch: int) -> str:
     """The command that writes, on its own, what ``--keep-epochs`` kept as epoch ``epoch``: ``--with-devel``
-    set to it, ``--keep-epochs`` and ``-o`` adjusted."""
+    set to it, ``--keep-epochs`` dropped and the output folder moved to ``OUT/epoch-K``.
+
+    Rewrites the words of the command as Click reads them: ``--opt VALUE``, ``--opt=VALUE`` and, for the
+    short ``-o``, ``-oVALUE``; everything else is kept as typed.
+    """
     words = shlex.split(command)
     out: list[str] = []
-    skip = False
-    for k, word in enumerate(words):
-        if skip:
-            skip = False
-            continue
-        if word == "--keep-epochs":
-            continue
-        if word == "--with-devel" and k + 1 < len(words):
-            out += [word, str(epoch)]
-            skip = True
-        elif word.startswith("--with-devel="):
-            out.append(f"--with-devel={epoch}")
-        elif word in ("-o", "--output") and k + 1 < len(words):
-            out += [word, f"{words[k + 1].rstrip('/')}/epoch-{epoch}"]
-            skip = True
-        else:
+    k = 0
+    while k < len(words):
+        word = words[k]
+        name, equals, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+        if word == "-o" or name == "--output" or (word.startswith("-o") and not word.startswith("--")):
+            if equals:
+                folder = inline
+            elif word in ("-o", "--output"):
+                k += 1
+                folder = words[k] if k < len(words) else ""
+            else:
+                folder = word[2:]
+            out += ["-o", f"{folder.rstrip('/')}/epoch-{epoch}"]
+        elif name == "--with-devel":
+            k += 0 if equals else 1
+            out += ["--with-devel", str(epoch)]
+        elif word != "--keep-epochs":
             out.append(word)
+        k += 1
     return shlex.join(out)
 
 

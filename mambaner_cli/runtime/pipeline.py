@@ -28,6 +28,11 @@ T = TypeVar("T")
 class SentenceTagger(Protocol):
     name: str
 
+    @property
+    def label(self) -> str:
+        """What outputs record as the tagging model (its name, and how it tags, e.g. its convention)."""
+        ...
+
     def tag(self, sentences: list[list[str]], batch_size: int = 32) -> list[tuple[list[str], list[float]]]: ...
 
 

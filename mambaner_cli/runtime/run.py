@@ -32,7 +32,7 @@ def tag_to_file(items: Iterable[Document | ReadError], tagger: SentenceTagger, o
             raise FailFast(f"stopped at the first error (--fail-fast): {error}")
 
     with atomic_output(output) as stream:
-        writer = WRITERS[fmt](stream, model=getattr(tagger, "label", tagger.name))
+        writer = WRITERS[fmt](stream, model=tagger.label)
         for doc in tag_documents(items, tagger, summary, batch_size=batch_size, on_error=handle_error,
                                  on_progress=on_progress):
             writer.write(doc)

@@ -238,6 +238,11 @@ class SubwordTagger(Tagger):
         return cls(load_network(model_dir, config), pieces, config.get("name", model_dir.name),
                    pick_device(device), config.get("window", DEFAULT_WINDOW))
 
+    @property
+    def label(self) -> str:
+        """What outputs record as the tagging model: a fine-tuned model has no conventions, only a name."""
+        return self.name
+
     @torch.inference_mode()
     def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[TaggedSentence]:
         """Tags and confidences for each sentence (one per word), in the order given."""
