@@ -339,7 +339,7 @@ def with_devel_command(command: str, epoch: int) -> str:
     while k < len(words):
         word = words[k]
         name, equals, inline = word.partition("=") if word.startswith("--") else (word, "", "")
-        if word == "-o" or name == "--output" or (word.startswith("-o") and not word.startswith("--")):
+        if name == "--output" or word.startswith("-o"):
             if equals:
                 folder = inline
             elif word in ("-o", "--output"):
@@ -357,6 +357,24 @@ def with_devel_command(command: str, epoch: int) -> str:
     return shlex.join(out)
 
 
+def run_metrics(labels: list[str], best_epoch: int, history: list[dict], started: float, parameters: int,
+                trained_on_devel: bool) -> dict:
+    """What metrics.json records of a run so far (scores are added by the caller)."""
+    metrics: dict = {"labels": labels, "best_epoch": best_epoch, "epochs_run": len(history),
+                     "history": list(history), "train_seconds": time.perf_counter() - started,
+                     "peak_rss_mb": peak_rss_mb(), "parameters": parameters}
+    if trained_on_devel:
+        metrics["trained_on_devel"] = True  # so devel F1 would be a training score: not reported
+    return metrics
+
+
+def write_run_files(out: Path, args: ScratchArgs, metrics: dict, command: str, parameters: int) -> None:
+    """metrics.json, training_args.json and the README.md model card of a saved model directory."""
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "training_args.json", asdict(args))
+    (out / "README.md").write_text(model_card(args, metrics, command, parameters), encoding="utf-8")
+
+
 def keep_epoch(out: Path, args: ScratchArgs, epoch: int, model: MambaTagger, words: Vocabulary, chars: Vocabulary,
                lexicon: LexiconMatcher | None, metrics: dict, parameters: int) -> None:
     """``--keep-epochs``: OUT/epoch-K as the complete model directory that ``--with-devel K`` writes (bar the
@@ -364,10 +382,7 @@ def keep_epoch(out: Path, args: ScratchArgs, epoch: int, model: MambaTagger, wor
     target = out / f"epoch-{epoch}"
     save_model(target, model, words, chars, out.name, lexicon)
     kept_args = replace(args, output=str(target), with_devel=epoch, keep_epochs=False)
-    write_json(target / "metrics.json", metrics)
-    write_json(target / "training_args.json", asdict(kept_args))
-    command = with_devel_command(command_line(), epoch)
-    (target / "README.md").write_text(model_card(kept_args, metrics, command, parameters), encoding="utf-8")
+    write_run_files(target, kept_args, metrics, with_devel_command(command_line(), epoch), parameters)
 
 
 def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
@@ -493,9 +508,7 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
                 save_model(out, evaluated, words, chars, out.name, lexicon)
             if args.keep_epochs:
                 keep_epoch(out, args, epoch, evaluated, words, chars, lexicon,
-                           {"labels": labels, "best_epoch": epoch, "epochs_run": epoch, "history": list(history),
-                            "train_seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb(),
-                            "parameters": parameters, "trained_on_devel": True}, parameters)
+                           run_metrics(labels, epoch, history, started, parameters, trained_on_devel=True), parameters)
             log(f"epoch {epoch}: loss {total_loss / len(groups):.4f} (train + devel), {seconds:.0f} s, "
                 f"peak RSS {peak_rss_mb():.0f} MB")
         else:
@@ -505,21 +518,13 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
                 dev_conventions, dev_corpora)
         torch.save({"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                     **run_state(optimizer, scheduler, rng, history, best_f1, best_epoch, epoch)}, checkpoint_path)
-    train_seconds = time.perf_counter() - started
-    metrics: dict = {"labels": labels, "best_epoch": best_epoch, "epochs_run": len(history),
-                     "history": history, "train_seconds": train_seconds, "peak_rss_mb": peak_rss_mb(),
-                     "parameters": parameters}
-    if args.with_devel:
-        metrics["trained_on_devel"] = True  # so devel F1 would be a training score: not reported
-    else:
+    metrics = run_metrics(labels, best_epoch, history, started, parameters, trained_on_devel=bool(args.with_devel))
+    if not args.with_devel:
         metrics.update(score_saved_model(out, args, "devel", dev, corpus_ids.get("devel", [])))
     if test:
         metrics.update(score_saved_model(out, args, "test", test, corpus_ids.get("test", [])))
         devel = f"devel F1 {metrics['devel']['f1']:.2f}, " if "devel" in metrics else ""
         log(f"{devel}test F1 {metrics['test']['f1']:.2f} (epoch {best_epoch})")
-    command = command_line()
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "training_args.json", asdict(args))
-    (out / "README.md").write_text(model_card(args, metrics, command, parameters), encoding="utf-8")
+    write_run_files(out, args, metrics, command_line(), parameters)
     checkpoint_path.unlink(missing_ok=True)
     return metrics
