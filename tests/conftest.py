@@ -27,11 +27,11 @@ def corpus_dir() -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny, seeded, untrained tagger saved as a complete model directory."""
     import torch
+    from mambaner_cli.training.train import save_model
 
     from mambaner_cli.model.config import TaggerConfig
     from mambaner_cli.model.features import Vocabulary
-    from mambaner_cli.model.tagger import MambaTagger
-    from training.train import save_model
+    from mambaner_cli.model.models.tagger import MambaTagger
 
     torch.manual_seed(0)
     words = Vocabulary.build({"disease": 3, "the": 5, "cancer": 2}, 1)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import MambaConfig, MambaModel
 
-from mambaner_cli.model.backbone import BackboneConfig, LightMambaModel
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary
 from mambaner_cli.model.mixer import use_fast_scan
-from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.model.models.tagger import MambaTagger
+from mambaner_cli.model.modules.block import BackboneConfig, LightMambaModel
 from mambaner_cli.runtime.tagger import Tagger
 from tests.conftest import REPO
 

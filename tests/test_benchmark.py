@@ -1,4 +1,4 @@
-"""training.benchmark: the tables it prints, the subword stand-in, and the big PubMed XML it generates."""
+"""benchmarks.benchmark: the tables it prints, the subword stand-in, and the big PubMed XML it generates."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import pytest
 import torch
 from lxml import etree
 
-from mambaner_cli.readers import pubmed_xml
-from mambaner_cli.runtime.spans import repair_iob
-from training import benchmark
-from training.benchmark import (
+from benchmarks import benchmark
+from benchmarks.benchmark import (
     BIG_XML_HEADER,
     FIRST_PMID,
     LENGTHS_HEADER,
@@ -23,6 +21,8 @@ from training.benchmark import (
     piece_ids,
     write_big_pubmed_xml,
 )
+from mambaner_cli.readers import pubmed_xml
+from mambaner_cli.runtime.spans import repair_iob
 
 PUBTATOR = (
     "11|t|Cisplatin & <nephrotoxicity> in rats.\n"
@@ -44,7 +44,7 @@ def test_quick_run_prints_both_tables_for_every_model(corpus_dir, capsys, tmp_pa
     assert benchmark.main(["--quick", "--tiny", "--docs", "3", "--lengths", "16,32", "--threads", "1",
                            "--json", str(result_file)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("command: python -m training.benchmark --quick --tiny --docs 3")
+    assert out.startswith("command: python -m benchmarks.benchmark --quick --tiny --docs 3")
     for text in ("machine:", "load average at start:", "torch threads in the subprocesses: 1", THROUGHPUT_HEADER,
                  LENGTHS_HEADER, "docs/s", "sentences/s", "tokens/s", "peak RSS MB", "docs/s vs bert",
                  "default ms", "bert peak MB (+Δ)", "mamba130m ms", "load average at end:"):
@@ -141,7 +141,7 @@ def test_big_xml_run_checks_every_pmid(tmp_path, capsys, monkeypatch):
 
 
 def test_threads_default_to_physical_cores():
-    from mambaner_cli.runtime.tagger import physical_cores, set_threads
+    from mambaner_cli.runtime.device import physical_cores, set_threads
 
     cores = physical_cores()
     assert 1 <= cores <= (os.cpu_count() or 1)

@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from mambaner_cli.training.evaluate import EvalArgs, evaluate
+from mambaner_cli.training.train import ScratchArgs, save_model, train_scratch
 
 from mambaner_cli.cli import cli
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.conventions import fold_convention
 from mambaner_cli.model.features import Vocabulary
-from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.runtime.model_dir import model_conventions
 from mambaner_cli.runtime.tagger import Tagger
-from training.evaluate import EvalArgs, evaluate
-from training.train import ScratchArgs, save_model, train_scratch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

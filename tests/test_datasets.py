@@ -10,10 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from mambaner_cli.errors import MambanerError
-from training import datasets
-from training.datasets import (
+from mambaner_cli.training import datasets
+from mambaner_cli.training.datasets import (
     CORPORA,
     DATA_ENV,
     DOWNLOADS,
@@ -26,6 +24,8 @@ from training.datasets import (
     read_conll,
     resolve_data_dir,
 )
+
+from mambaner_cli.errors import MambanerError
 
 
 def make_data_dir(path: Path, iob: bool = True) -> Path:

@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2
-
-from mambaner_cli.cli import cli
-from mambaner_cli.errors import MambanerError
-from mambaner_cli.runtime.tagger import Tagger
-from training.datasets import read_conll
-from training.evaluate import (
+from mambaner_cli.training.datasets import read_conll
+from mambaner_cli.training.evaluate import (
     PAPER_TABLE_1,
     EvalArgs,
     benchmark_level,
@@ -28,7 +22,13 @@ from training.evaluate import (
     markdown_report,
     match_scores,
 )
-from training.metrics import entity_scores
+from mambaner_cli.training.metrics import entity_scores
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2
+
+from mambaner_cli.cli import cli
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.runtime.tagger import Tagger
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,8 +17,8 @@ import torch
 from click.testing import CliRunner
 
 from mambaner_cli.cli import cli
-from mambaner_cli.model.crf import is_valid_iob2
-from mambaner_cli.model.pretrained import IGNORE_INDEX, LORA_TARGETS, PretrainedTagger, add_lora
+from mambaner_cli.model.models.pretrained import IGNORE_INDEX, LORA_TARGETS, PretrainedTagger, add_lora
+from mambaner_cli.model.modules.crf import is_valid_iob2
 from mambaner_cli.runtime.subword import WordPieces, chunk_words, pad_batch, training_examples
 
 LABELS = ["O", "B-Disease", "I-Disease"]
@@ -294,9 +294,10 @@ def test_finetune_writes_a_complete_model_directory(trained, base_dir):
 
 
 def test_model_dir_loads_and_tags_words(trained, corpus):
+    from mambaner_cli.training.datasets import read_conll
+
     from mambaner_cli.runtime.subword import SubwordTagger
     from mambaner_cli.runtime.tagger import Tagger
-    from training.datasets import read_conll
 
     tagger = Tagger.load(trained, device="cpu")
     assert isinstance(tagger, SubwordTagger) and tagger.labels == LABELS
@@ -333,8 +334,9 @@ def test_mambaner_tag_with_a_finetuned_model(trained, tmp_path):
 def test_merge_gives_a_standalone_equivalent_model(trained, tmp_path):
     import shutil
 
+    from mambaner_cli.training.finetune import save_merged
+
     from mambaner_cli.runtime.tagger import Tagger
-    from training.finetune import save_merged
 
     merged_dir = tmp_path / "merged"
     shutil.copytree(trained, merged_dir)
@@ -365,7 +367,7 @@ def test_missing_base_model_is_a_clear_error(trained, tmp_path):
 
 
 def test_resume_continues_where_the_run_stopped(base_dir, corpus, tmp_path):
-    from training.finetune import FinetuneArgs, train_finetune
+    from mambaner_cli.training.finetune import FinetuneArgs, train_finetune
 
     def args(out: Path, resume: bool = False) -> FinetuneArgs:
         return FinetuneArgs(output=str(out), base_model=str(base_dir), train_files=[str(corpus["train"])],

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from mambaner_cli.training import lexicon as builder
 
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.lexicon import LexiconMatcher, normalize_entry, normalize_token
-from training import lexicon as builder
 
 # ---------------------------------------------------------------- matcher
 

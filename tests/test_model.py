@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import MambaConfig, MambaModel
 
-from mambaner_cli.model.scan import (
+from mambaner_cli.model.ops.scan import (
     scan_channels_last,
     scan_time_major,
     selective_scan,
@@ -186,7 +186,7 @@ def test_time_major_scan_keeps_float64():
 @pytest.mark.parametrize("length,kernel,bias", [(9, 4, True), (2, 4, True), (3, 4, False), (5, 1, True),
                                                 (6, 3, True), (1, 2, False)])
 def test_time_major_conv_equals_the_batch_major_conv(length, kernel, bias):
-    from mambaner_cli.model.conv import causal_depthwise_conv, causal_depthwise_conv_time_major
+    from mambaner_cli.model.ops.conv import causal_depthwise_conv, causal_depthwise_conv_time_major
 
     g = torch.Generator().manual_seed(length * 10 + kernel)
     x = torch.randn(3, length, 2 * 5, generator=g)[:, :, :5]  # b l d    a strided view, like chunk()
@@ -345,14 +345,14 @@ LABELS = ["O", "B-Disease", "I-Disease", "B-Chemical", "I-Chemical"]
 
 
 def valid(tag_ids: list[int], labels: list[str] = LABELS) -> bool:
-    from mambaner_cli.model.crf import is_valid_iob2
+    from mambaner_cli.model.modules.crf import is_valid_iob2
 
     return is_valid_iob2([labels[i] for i in tag_ids])
 
 
 def brute_force_scores(crf, emissions: torch.Tensor, length: int, forbidden: float) -> dict[tuple, float]:
     """Score of every tag sequence of a sentence, computed term by term from the CRF's parameters."""
-    from mambaner_cli.model.crf import allowed_moves
+    from mambaner_cli.model.modules.crf import allowed_moves
 
     allowed, allowed_start = allowed_moves(crf.labels)
     transitions = crf.transitions.detach().masked_fill(~allowed, forbidden)
@@ -367,7 +367,7 @@ def brute_force_scores(crf, emissions: torch.Tensor, length: int, forbidden: flo
 
 
 def random_crf(seed: int):
-    from mambaner_cli.model.crf import CRF
+    from mambaner_cli.model.modules.crf import CRF
 
     torch.manual_seed(seed)
     crf = CRF(LABELS)
@@ -378,7 +378,7 @@ def random_crf(seed: int):
 
 
 def test_allowed_moves_follow_iob2():
-    from mambaner_cli.model.crf import allowed_moves, is_valid_iob2
+    from mambaner_cli.model.modules.crf import allowed_moves, is_valid_iob2
 
     transitions, start = allowed_moves(LABELS)
     index = {label: i for i, label in enumerate(LABELS)}
@@ -423,7 +423,7 @@ def test_crf_likelihood_viterbi_marginals_match_brute_force():
 
 
 def test_crf_never_decodes_an_invalid_sequence():
-    from mambaner_cli.model.crf import constrained_viterbi
+    from mambaner_cli.model.modules.crf import constrained_viterbi
 
     for seed in range(30):
         crf = random_crf(seed)
@@ -442,7 +442,7 @@ def test_crf_never_decodes_an_invalid_sequence():
 
 
 def test_constrained_viterbi_is_best_valid_sequence():
-    from mambaner_cli.model.crf import constrained_viterbi
+    from mambaner_cli.model.modules.crf import constrained_viterbi
 
     log_probs = torch.randn(3, 4, len(LABELS), generator=torch.Generator().manual_seed(5)).log_softmax(-1)
     lengths = [4, 3, 1]
@@ -631,7 +631,7 @@ def tiny_config(**overrides):
 
 
 def test_token_features_ignore_character_padding():
-    from mambaner_cli.model.embeddings import TokenFeatures
+    from mambaner_cli.model.modules.embeddings import TokenFeatures
 
     torch.manual_seed(0)
     features = TokenFeatures(tiny_config()).eval()
@@ -648,7 +648,7 @@ def test_token_features_ignore_character_padding():
 @pytest.mark.parametrize("kernel,bias", [(3, True), (2, True), (4, False), (5, True), (1, True)])
 def test_character_lookup_equals_the_convolution(kernel, bias):
     """Tagging computes the character CNN by table look-ups at real characters; training convolves."""
-    from mambaner_cli.model.embeddings import TokenFeatures
+    from mambaner_cli.model.modules.embeddings import TokenFeatures
 
     torch.manual_seed(kernel)
     features = TokenFeatures(tiny_config(char_kernel=kernel)).eval()
@@ -725,7 +725,7 @@ def tagger_inputs(sentences, config):
 
 
 def test_tagger_shapes_loss_and_decode():
-    from mambaner_cli.model.tagger import MambaTagger
+    from mambaner_cli.model.models.tagger import MambaTagger
 
     for use_crf in (True, False):
         torch.manual_seed(0)
@@ -748,7 +748,7 @@ def test_tagger_shapes_loss_and_decode():
 
 
 def test_tagger_state_dict_round_trip():
-    from mambaner_cli.model.tagger import MambaTagger
+    from mambaner_cli.model.models.tagger import MambaTagger
 
     config = tiny_config()
     torch.manual_seed(3)
@@ -762,7 +762,7 @@ def test_tagger_state_dict_round_trip():
 
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_tagger_is_padding_invariant(bidirectional):
-    from mambaner_cli.model.tagger import MambaTagger
+    from mambaner_cli.model.models.tagger import MambaTagger
 
     torch.manual_seed(1)
     config = tiny_config(bidirectional=bidirectional)
@@ -794,7 +794,7 @@ def test_tagger_is_padding_invariant(bidirectional):
 
 
 def test_backward_direction_sees_right_context():
-    from mambaner_cli.model.tagger import MambaTagger
+    from mambaner_cli.model.models.tagger import MambaTagger
 
     sentence = ["the", "patient", "had", "severe", "acute", "hepatitis", "and", "lung", "carcinoma"]
     changed = list(sentence)
@@ -836,7 +836,7 @@ TRAIN_SENTENCES = [
 
 
 def test_tagger_overfits_a_toy_disease_corpus():
-    from mambaner_cli.model.tagger import MambaTagger
+    from mambaner_cli.model.models.tagger import MambaTagger
 
     started = time.perf_counter()
     torch.manual_seed(0)

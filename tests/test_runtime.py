@@ -6,19 +6,19 @@ import json
 
 import pytest
 import torch
+from mambaner_cli.training.train import save_model
 
 from mambaner_cli.document import Token, make_document
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary
 from mambaner_cli.model.lexicon import LexiconMatcher
-from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.runtime.model_dir import resolve_model
 from mambaner_cli.runtime.pipeline import RunSummary, tag_documents
 from mambaner_cli.runtime.spans import repair_iob, spans_from_tags, tags_from_spans
 from mambaner_cli.runtime.tagger import Tagger, windows
 from mambaner_cli.text.tokens import tokenize
-from training.train import save_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -275,7 +275,7 @@ def _data_dir() -> Path:
 
 @pytest.mark.parametrize(("corpus", "minimum_f1"), [("ncbi", 0.99), ("bc5cdr", 0.99)])
 def test_boundaries_and_tokens_match_the_iob_devel_sentences(corpus: str, minimum_f1: float) -> None:
-    from training.splitter_eval import CORPUS_FILES, load_gold, score
+    from benchmarks.splitter_eval import CORPUS_FILES, load_gold, score
 
     root = _data_dir()
     if not all((root / name).is_file() for name in CORPUS_FILES[corpus]["devel"]):

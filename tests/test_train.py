@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from mambaner_cli.training.train import ScratchArgs, train_scratch, with_devel_command
 
 from mambaner_cli.cli import cli
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.runtime.tagger import Tagger
-from training.train import ScratchArgs, train_scratch, with_devel_command
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from mambaner_cli.training.datasets import Sentence, corpus, iob_path, pubtator_path, read_conll
+from mambaner_cli.training.metrics import entity_scores
 from seqeval.scheme import IOB2, Entities
 
 from mambaner_cli.document import Document, Span
@@ -29,8 +31,6 @@ from mambaner_cli.readers import pubtator
 from mambaner_cli.runtime.model_dir import model_conventions, resolve_model
 from mambaner_cli.runtime.pipeline import SentenceTagger, tag_chunk
 from mambaner_cli.runtime.tagger import Tagger
-from training.datasets import Sentence, corpus, iob_path, pubtator_path, read_conll
-from training.metrics import entity_scores
 
 # The paper's Table 1 (../shared/seed/mambaner-paper.txt), as published: F1 (%) on NCBI-disease and
 # BC5-disease, parameters, RAM (GB; None where the paper gives none).

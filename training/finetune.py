@@ -20,11 +20,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from mambaner_cli.training.datasets import labels_of
+from mambaner_cli.training.train import (
+    TrainingArgs,
+    batches,
+    evaluate,
+    load_data,
+    peak_rss_mb,
+    restore_run_state,
+    run_state,
+    score_epoch,
+    seed_everything,
+)
 from safetensors.torch import save_file
 
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.invocation import command_line
-from mambaner_cli.model.pretrained import LORA_TARGETS, PretrainedTagger, add_lora
+from mambaner_cli.model.models.pretrained import LORA_TARGETS, PretrainedTagger, add_lora
+from mambaner_cli.runtime.device import pick_device
 from mambaner_cli.runtime.model_dir import FORMAT, read_config, write_json
 from mambaner_cli.runtime.subword import (
     DEFAULT_WINDOW,
@@ -38,19 +51,7 @@ from mambaner_cli.runtime.subword import (
     pad_batch,
     training_examples,
 )
-from mambaner_cli.runtime.tagger import Tagger, pick_device
-from training.datasets import labels_of
-from training.train import (
-    TrainingArgs,
-    batches,
-    evaluate,
-    load_data,
-    peak_rss_mb,
-    restore_run_state,
-    run_state,
-    score_epoch,
-    seed_everything,
-)
+from mambaner_cli.runtime.tagger import Tagger
 
 DOCUMENTED_BASE = "state-spaces/mamba-130m-hf"
 
@@ -304,7 +305,7 @@ def step_benchmark(fast_scan: bool = True, threads: int = 1, steps: int = 2, bat
             "peak_rss_mb": peak_rss_mb()}
 
 
-if __name__ == "__main__":  # python -m training.finetune [--slow] [--threads N] [--steps N]: one step's cost
+if __name__ == "__main__":  # python -m mambaner_cli.training.finetune [--slow] [--threads N] [--steps N]: one step's cost
     import argparse
     import json
 

@@ -21,7 +21,7 @@ training mentions raise F1 from 64.8 to 77.2 (NCBI) and 73.0 to 80.0 (BC5CDR) â€
 are filtered too; added unfiltered they *lower* BC5CDR F1 to 62 (precision 51). On the training text
 itself the lexicon is far better than on new text, which is why :func:`cross_fitted_codes` exists.
 
-``python -m training.lexicon --dataset ncbi --dataset bc5cdr-disease [--output lexicon.txt.gz]`` prints
+``python -m mambaner_cli.training.lexicon --dataset ncbi --dataset bc5cdr-disease [--output lexicon.txt.gz]`` prints
 the size and, per corpus, the devel coverage and the scores of the lexicon used alone as a tagger.
 """
 
@@ -267,7 +267,7 @@ def evaluate(matcher: LexiconMatcher, train: Sequence[Sentence], devel: Sequence
     """How far the lexicon alone gets on ``devel``: coverage (share of the gold mentions that are an
     entry, over all mentions and over those absent from the train dictionary) and the strict entity
     scores of the matcher used as a tagger whose every match is a ``mention_type`` mention."""
-    from training.metrics import entity_scores
+    from mambaner_cli.training.metrics import entity_scores
 
     seen = train_mentions(train)
     keys = matcher.keys()
@@ -288,9 +288,9 @@ def evaluate(matcher: LexiconMatcher, train: Sequence[Sentence], devel: Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.datasets import load_sentences
+    from mambaner_cli.training.datasets import load_sentences
 
-    parser = argparse.ArgumentParser(prog="python -m training.lexicon", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mambaner_cli.training.lexicon", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", action="append", required=True, help="corpus name (repeatable)")
     parser.add_argument("--data-dir", default=None, help="default: $MAMBANER_DATA, else ../shared/data, else the cache")
     parser.add_argument("--min-precision", type=float, default=0.3)

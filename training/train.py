@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from mambaner_cli.training.datasets import Sentence, labels_of, load_corpora, read_conll
+from mambaner_cli.training.metrics import entity_scores
 from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -25,11 +27,9 @@ from mambaner_cli.invocation import command_line
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
 from mambaner_cli.model.lexicon import LexiconMatcher
-from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.runtime.model_dir import FORMAT, write_json
 from mambaner_cli.runtime.tagger import LEXICON_FILE, Tagger
-from training.datasets import Sentence, labels_of, load_corpora, read_conll
-from training.metrics import entity_scores
 
 
 @dataclass
@@ -260,7 +260,7 @@ def model_card(args: ScratchArgs, metrics: dict, command: str, parameters: int) 
         f"training time {metrics['train_seconds'] / 60:.1f} min; peak RSS {metrics['peak_rss_mb']:.0f} MB"),
     ]
     if args.lexicon_dim:
-        from training.lexicon import lexicon_sources
+        from mambaner_cli.training.lexicon import lexicon_sources
 
         sources = lexicon_sources()
         names = "; ".join(f"{source['name']} ({source['license']})" for source in sources["sources"])
@@ -407,7 +407,7 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
     words, chars = build_vocabularies(train, args.min_word_count)
     lexicon, train_codes = None, None
     if args.lexicon_dim:
-        from training.lexicon import build_lexicon, cross_fitted_codes
+        from mambaner_cli.training.lexicon import build_lexicon, cross_fitted_codes
 
         lexicon = LexiconMatcher.from_list(build_lexicon(train))
         train_codes = cross_fitted_codes(train, folds=args.lexicon_folds)
@@ -421,7 +421,7 @@ def train_scratch(args: ScratchArgs, log=print, progress=None) -> dict:
         log("repeated each epoch: " + ", ".join(f"{name} ×{k}" for name, k in args.repeats.items()))
     pretrained = None
     if args.glove_top:
-        from training.word_vectors import extend_vocabulary, initial_embeddings, load_glove
+        from mambaner_cli.training.word_vectors import extend_vocabulary, initial_embeddings, load_glove
 
         glove_words, vectors = load_glove()
         words = extend_vocabulary(words, glove_words, args.glove_top)

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.mamba.modeling_mamba import MambaMixer
 
-from mambaner_cli.model.conv import causal_depthwise_conv
-from mambaner_cli.model.scan import scan_channels_last, selective_scan
+from mambaner_cli.model.ops.conv import causal_depthwise_conv
+from mambaner_cli.model.ops.scan import scan_channels_last, selective_scan
 
 try:  # mamba_ssm's fused in_proj-output → conv → scan → out_proj kernel (CUDA only)
     from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn as _mamba_inner_fn

@@ -9,7 +9,7 @@ A model directory is self-contained::
     metrics.json        devel/test scores of the training run
     training_args.json  every argument of the training run
 
-The embedded default lives in the package (``mambaner_cli/models/default``); other shipped models sit
+The embedded default lives in the package (``mambaner_cli/shipped_models/default``); other shipped models sit
 beside it and are chosen with ``--model NAME``; anything else is a path.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 from mambaner_cli.errors import MambanerError
 
 FORMAT = "mambaner-tagger"
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "shipped_models"
 DEFAULT_MODEL = "default"
 
 

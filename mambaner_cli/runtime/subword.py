@@ -32,9 +32,10 @@ from typing import Any
 import torch
 
 from mambaner_cli.errors import MambanerError
-from mambaner_cli.model.pretrained import IGNORE_INDEX, PretrainedTagger
+from mambaner_cli.model.models.pretrained import IGNORE_INDEX, PretrainedTagger
+from mambaner_cli.runtime.device import pick_device
 from mambaner_cli.runtime.spans import repair_iob
-from mambaner_cli.runtime.tagger import TaggedSentence, Tagger, pick_device, windows
+from mambaner_cli.runtime.tagger import TaggedSentence, Tagger, windows
 
 LABEL_SUBWORDS = ("first", "last")
 DEFAULT_WINDOW = 512  # subwords per tagging window; only bounds memory (the backbone saw long contexts)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,45 +23,12 @@ from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.conventions import fold_convention
 from mambaner_cli.model.features import Vocabulary, encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
-from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.model.models.tagger import MambaTagger
+from mambaner_cli.runtime.device import pick_device
 from mambaner_cli.runtime.model_dir import read_config, read_json, resolve_model
 from mambaner_cli.runtime.spans import repair_iob
 
 TaggedSentence = tuple[list[str], list[float]]  # one IOB2 tag and one confidence per token
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise MambanerError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto.")
-    return torch.device(device)
-
-
-def physical_cores() -> int:
-    """CPU cores (not hyper-threads) this process may run on: /proc/cpuinfo's (package, core) pairs, at most
-    the CPUs of its affinity mask; the logical count where that is unknown."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        cores, package = set(), "0"
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                if key.strip() == "physical id":
-                    package = value.strip()
-                elif key.strip() == "core id":
-                    cores.add((package, value.strip()))
-    except OSError:
-        cores = set()
-    return max(1, min(len(cores), available) if cores else available)
-
-
-def set_threads(threads: int = 0) -> int:
-    """Torch's CPU threads: ``threads``, or 0 for one per physical core (a second thread on a hyper-thread
-    of the same core only competes for it). Returns the number set."""
-    threads = threads or physical_cores()
-    torch.set_num_threads(threads)
-    return threads
 
 
 def windows(length: int, size: int) -> list[tuple[int, int, int, int]]:

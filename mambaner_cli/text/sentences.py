@@ -11,7 +11,7 @@ Sentences that start with a lower-case gene or chemical name (``mRNA``, ``cTnI``
 The rules are plain precompiled regular expressions. Against the IOB files' own sentences (devel splits,
 breaks inside passages) they score a boundary F1 of 0.999 on NCBI-disease and 0.997 on BC5CDR, above
 pysbd, syntok, blingfire, nltk punkt, segtok and sentencex, at about 100,000 sentences/s on one core
-(``python -m training.splitter_eval`` prints the table). Most of what is left are oddities of the IOB
+(``python -m benchmarks.splitter_eval`` prints the table). Most of what is left are oddities of the IOB
 sentences themselves (breaks between the initials of an author list, after "mg." in "mg. kg-1").
 
 A break only ever falls on white space, so it never cuts a token (see :mod:`mambaner_cli.text.tokens`),

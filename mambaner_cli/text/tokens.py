@@ -6,7 +6,7 @@ into maximal runs of letters and digits, and make every other non-space characte
 ``( APC )``, ``"Alzheimer's"`` is ``Alzheimer ' s``. Letters and digits are *not* separated
 (``APC2``, ``beta4``, ``11q23`` stay whole). Aligned to the original PubTator texts, this rule
 reproduces every one of the 544,540 tokens of the six NCBI-disease and BC5CDR IOB files, with the same
-character spans (the ``tokens`` column of ``python -m training.splitter_eval``).
+character spans (the ``tokens`` column of ``python -m benchmarks.splitter_eval``).
 
 The benchmark text is pure ASCII; for other text a "letter or digit" is any Unicode letter or digit
 (so ``Sjögren`` and ``TNFα`` stay whole), with combining marks kept on their letter, and any other

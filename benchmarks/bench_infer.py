@@ -1,7 +1,7 @@
 """Tagging throughput of a scratch tagger on a CPU, where its time goes, and its inference paths' worth.
 
-    python -m training.bench_infer                       # default model, NCBI devel, batch 32, 1 thread
-    python -m training.bench_infer --corpus bc5cdr-disease --batch-size 128 --repeats 5
+    python -m benchmarks.bench_infer                       # default model, NCBI devel, batch 32, 1 thread
+    python -m benchmarks.bench_infer --corpus bc5cdr-disease --batch-size 128 --repeats 5
 
 Prints three things, all with ``--threads`` torch threads (1 by default: per-core numbers, and the CPU
 may be shared):
@@ -30,15 +30,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from mambaner_cli.training.datasets import load_sentences
 
+from benchmarks.benchmark import cpu_name, load_average
 from mambaner_cli.model import backbone, crf, embeddings, tagger
-from mambaner_cli.model.crf import constrained_viterbi
 from mambaner_cli.model.features import encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.modules.crf import constrained_viterbi
 from mambaner_cli.runtime import tagger as runtime_tagger
 from mambaner_cli.runtime.tagger import Tagger
-from training.benchmark import cpu_name, load_average
-from training.datasets import load_sentences
 
 # (owner, attribute, stage): what the breakdown times. Module-level functions are timed where the
 # caller looks them up (runtime.tagger imports encode_batch; backbone imports scan_time_major).

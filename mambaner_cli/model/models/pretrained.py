@@ -22,9 +22,9 @@ from torch import nn
 from transformers import MambaModel
 from transformers.models.mamba.modeling_mamba import MambaMixer
 
-from mambaner_cli.model.crf import constrained_viterbi
 from mambaner_cli.model.mixer import use_fast_scan
-from mambaner_cli.model.tagger import reverse_index
+from mambaner_cli.model.models.tagger import reverse_index
+from mambaner_cli.model.modules.crf import constrained_viterbi
 
 IGNORE_INDEX = -100  # label of subwords that carry no word label (cross-entropy skips them)
 # The projections of every Mamba block: LoRA on all four, as in the paper's setup.

@@ -17,7 +17,7 @@ so the choice of splitter rests on numbers:
 Library candidates (pysbd, syntok, blingfire, nltk punkt, segtok, sentencex) are measured when installed
 and skipped otherwise; ``punkt-trained`` learns its parameters from the corpus' own train split.
 
-    python -m training.splitter_eval [--data-dir DIR] [--splits devel] [--candidates rules,pysbd]
+    python -m benchmarks.splitter_eval [--data-dir DIR] [--splits devel] [--candidates rules,pysbd]
 """
 
 from __future__ import annotations
@@ -378,7 +378,7 @@ def _splitters(names: list[str], train: Callable[[], list[GoldDocument]]) -> Ite
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.splitter_eval", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.splitter_eval", description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", help=f"corpora folder (default ${DATA_ENV} or ../shared/data)")
     parser.add_argument("--corpora", default="ncbi,bc5cdr")
     parser.add_argument("--splits", default="devel", help="comma-separated: train, devel, test")

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambaner_cli.model.backbone import BackboneConfig, LightMambaModel
 from mambaner_cli.model.config import TaggerConfig
-from mambaner_cli.model.crf import CRF, constrained_viterbi
-from mambaner_cli.model.embeddings import TokenFeatures
+from mambaner_cli.model.modules.block import BackboneConfig, LightMambaModel
+from mambaner_cli.model.modules.crf import CRF, constrained_viterbi
+from mambaner_cli.model.modules.embeddings import TokenFeatures
 
 if TYPE_CHECKING:  # transformers is imported only when a transformers backbone is built (seconds of CPU)
     from transformers import MambaConfig

@@ -36,8 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambaner_cli.model.conv import causal_depthwise_conv, causal_depthwise_conv_time_major
-from mambaner_cli.model.scan import mamba_ssm_available, scan_channels_last, scan_time_major, selective_scan
+from mambaner_cli.model.ops.conv import causal_depthwise_conv, causal_depthwise_conv_time_major
+from mambaner_cli.model.ops.scan import (
+    mamba_ssm_available,
+    scan_channels_last,
+    scan_time_major,
+    selective_scan,
+)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """Throughput and memory on a CPU: the default tagger against BERT-base (BioBERT's shape) and Mamba-130M.
 
-    python -m training.benchmark                # 500 BC5CDR test abstracts, 3 models, lengths 128…4096
-    python -m training.benchmark --quick        # 50 abstracts, lengths 128…1024, 1 repeat
+    python -m benchmarks.benchmark                # 500 BC5CDR test abstracts, 3 models, lengths 128…4096
+    python -m benchmarks.benchmark --quick        # 50 abstracts, lengths 128…1024, 1 repeat
 
 (The full run took 12 minutes on an idle 2-core AMD EPYC, --quick about 3. --big-xml 1G took 30 minutes,
 one thread, another job on the other core: 127,084 full records (124 a MiB), 70.5 articles/s, peak 521 MB.)
-    python -m training.benchmark --models default --docs 0 --lengths '' --big-xml 1G   # flat memory
+    python -m benchmarks.benchmark --models default --docs 0 --lengths '' --big-xml 1G   # flat memory
 
 Table 1 (throughput). Every model tags the same documents, the BC5CDR test abstracts (PubTator, via
 $MAMBANER_DATA or ../shared/data), through the pipeline `mambaner tag` runs: reader → sentence splitter
@@ -213,7 +213,7 @@ def build_tagger(name: str, tiny: bool):
 
 def data_dir(given: str | None) -> Path:
     """--data-dir, else $MAMBANER_DATA, else ../shared/data beside the repository."""
-    from training.datasets import DATA_ENV
+    from mambaner_cli.training.datasets import DATA_ENV
 
     for candidate in (given, os.environ.get(DATA_ENV), REPO.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "bc5cdr").is_dir():
@@ -415,7 +415,7 @@ def return_memory_to_os() -> bool:
 def worker(args: argparse.Namespace) -> int:
     import torch
 
-    from mambaner_cli.runtime.tagger import set_threads
+    from mambaner_cli.runtime.device import set_threads
 
     set_threads(args.threads)  # as `mambaner tag --threads` does (0: one per physical core)
     result = {"throughput": throughput(args.worker, args) if args.docs else None}
@@ -470,7 +470,7 @@ def child_env(args: argparse.Namespace) -> dict[str, str]:
 
 def measure_model(name: str, args: argparse.Namespace, folder: Path) -> dict:
     result_path = folder / f"{name}.json"
-    command = [sys.executable, "-m", "training.benchmark", "--worker", name, "--result", str(result_path),
+    command = [sys.executable, "-m", "benchmarks.benchmark", "--worker", name, "--result", str(result_path),
                "--docs", str(args.docs), "--threads", str(args.threads), "--batch-size", str(args.batch_size),
                "--lengths", ",".join(map(str, args.lengths)), "--repeats", str(args.repeats)]
     command += ["--tiny"] if args.tiny else []
@@ -678,7 +678,7 @@ def int_list(text: str) -> list[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.benchmark", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--docs", type=int, default=None,
                    help="BC5CDR test abstracts to tag (default 500, 50 with --quick; 0 skips table 1)")
@@ -727,9 +727,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    from mambaner_cli.runtime.tagger import physical_cores  # (imports torch; the subprocesses reload it)
+    from mambaner_cli.runtime.device import physical_cores  # (imports torch; the subprocesses reload it)
 
-    command = "python -m training.benchmark " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    command = "python -m benchmarks.benchmark " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     print(f"command: {command}".rstrip())
     print(f"machine: {cpu_name()}; {os.cpu_count()} logical / {physical_cores()} physical cores; "
           f"python {platform.python_version()}; OMP_WAIT_POLICY={args.omp_wait}")

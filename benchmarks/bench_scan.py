@@ -1,6 +1,6 @@
 """Benchmark the selective scan and the tagger on this machine's CPU.
 
-    python -m training.bench_scan [--threads N] [--batch 1 8] [--lengths 64 176 512] [--repeats 5]
+    python -m benchmarks.bench_scan [--threads N] [--batch 1 8] [--lengths 64 176 512] [--repeats 5]
 
 Prints two tables:
 
@@ -30,8 +30,8 @@ from transformers.models.mamba import modeling_mamba
 
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.mixer import FastMambaMixer
-from mambaner_cli.model.scan import scan_channels_last, selective_scan_chunked, selective_scan_ref
-from mambaner_cli.model.tagger import MambaTagger
+from mambaner_cli.model.models.tagger import MambaTagger
+from mambaner_cli.model.ops.scan import scan_channels_last, selective_scan_chunked, selective_scan_ref
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     shown = sys.argv[1:] if argv is None else argv
-    print("command: " + " ".join(["python -m training.bench_scan", *shown]))
+    print("command: " + " ".join(["python -m benchmarks.bench_scan", *shown]))
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, python {platform.python_version()}"
