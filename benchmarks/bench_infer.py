@@ -11,11 +11,12 @@ may be shared):
 2. Where that time goes, from one more run with timers around the stages: token encoding, lexicon
    matching, the character CNN, the two Mamba stacks (and the selective scan inside them), the CRF's
    Viterbi and marginals. The rest is Python around them (windows, batching, results).
-3. The network's inference paths (no autograd: character CNN as table look-ups, time-major backbone
-   with ``scan.scan_time_major``) against the paths training runs (convolution, batch-major backbone
-   with the autograd scan) on the same batches, interleaved: time, the largest emission difference and
-   the number of tags that differ (the fast paths must not change a tag). Parameters are frozen for
-   that run, so the training paths build no graph: the comparison is of the computations alone.
+3. The network's inference paths (``infer=True``, as ``decode`` runs them: character CNN as table
+   look-ups, the Mamba stacks' time-major ``infer`` with ``scan.scan_time_major``) against the paths
+   training runs (convolution, the stacks' batch-major ``forward`` with the autograd scan) on the same
+   batches, interleaved: time, the largest emission difference and the number of tags that differ (the
+   fast paths must not change a tag). Parameters are frozen for that run, so the training paths build
+   no graph: the comparison is of the computations alone.
 
 The machine may be busy: compare numbers from the same run, and prefer the best of several repeats.
 """
@@ -32,22 +33,25 @@ from typing import Any
 import torch
 from mambaner_cli.training.datasets import load_sentences
 
+from benchmarks.bench_scan import best_time
 from benchmarks.benchmark import cpu_name, load_average
-from mambaner_cli.model import backbone, crf, embeddings, tagger
 from mambaner_cli.model.features import encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.models import tagger
+from mambaner_cli.model.modules import block, crf, embeddings
 from mambaner_cli.model.modules.crf import constrained_viterbi
 from mambaner_cli.runtime import tagger as runtime_tagger
+from mambaner_cli.runtime.load import load_tagger
 from mambaner_cli.runtime.tagger import Tagger
 
 # (owner, attribute, stage): what the breakdown times. Module-level functions are timed where the
-# caller looks them up (runtime.tagger imports encode_batch; backbone imports scan_time_major).
+# caller looks them up (runtime.tagger imports encode_batch; modules.block imports scan_time_major).
 STAGES: list[tuple[Any, str, str]] = [
     (runtime_tagger, "encode_batch", "encode tokens (features.encode_batch)"),
     (LexiconMatcher, "match", "lexicon matching"),
     (embeddings.TokenFeatures, "char_vectors", "character CNN"),
-    (tagger.MambaTagger, "_run", "Mamba stacks (both directions)"),
-    (backbone, "scan_time_major", "  of which the selective scan"),
+    (tagger.MambaTagger, "_states", "Mamba stacks (both directions)"),
+    (block, "scan_time_major", "  of which the selective scan"),
     (crf.CRF, "viterbi", "CRF Viterbi"),
     (crf.CRF, "marginals", "CRF marginals (confidences)"),
 ]
@@ -76,17 +80,6 @@ def timed(stages: list[tuple[Any, str, str]], totals: Counter) -> Iterator[None]
             setattr(owner, name, function)
 
 
-def best_time(function: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call, in seconds."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def encoded_batches(model: Tagger, sentences: list[list[str]], batch_size: int) -> list[dict[str, torch.Tensor]]:
     """The split as ``Tagger.tag`` batches it (sorted by length), already encoded."""
     ordered = sorted(sentences, key=len)
@@ -107,9 +100,9 @@ def compare_paths(model: Tagger, batches: list[dict[str, torch.Tensor]], repeats
     for parameter in frozen:
         parameter.requires_grad_(False)
     try:
-        def run(grad: bool) -> list[torch.Tensor]:
+        def run(grad: bool) -> list[torch.Tensor]:  # grad: the training paths; else the inference paths
             with torch.set_grad_enabled(grad):
-                return [network(**batch) for batch in batches]
+                return [network(**batch, infer=not grad) for batch in batches]
 
         fast, slow = run(False), run(True)
         worst = max(float((a - b).abs()[batch["mask"]].max()) for a, b, batch in zip(fast, slow, batches))
@@ -146,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    model = Tagger.load(args.model, device="cpu")
+    model = load_tagger(args.model, device="cpu")
     if not isinstance(model, Tagger) or not isinstance(model.model, tagger.MambaTagger):
         parser.error(f"{args.model} is not a scratch MambaTagger model (fine-tuned models are not covered)")
     sentences = [tokens for tokens, _ in load_sentences([args.corpus], args.split, args.data)]

@@ -8,8 +8,9 @@ Prints two tables:
    transformers' own torch fallback (``mamba_selective_scan``), forward and forward+backward, at
    d=256 channels and n=16 states (the default tagger's mixer: hidden 128, expand 2).
 2. The tagger (tiny and default configs): one training step (loss, backward, AdamW step) and tagging
-   (decode under inference mode), in tokens per second, with transformers' sequential Mamba path
-   against ours (``use_fast_scan``).
+   (decode under inference mode), in tokens per second, with its Mamba stacks as transformers'
+   ``MambaModel`` (the reference: its sequential CPU path, the same weights) against our ``MambaStack``
+   (``forward`` in training, ``infer`` in tagging), and the largest difference of their emissions.
 
 Times are the best of ``--repeats`` runs after a warm-up: the machine may be shared, and the best run is
 the one least disturbed by other processes.
@@ -26,11 +27,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from transformers import MambaConfig, MambaModel
 from transformers.models.mamba import modeling_mamba
 
 from mambaner_cli.model.config import TaggerConfig
-from mambaner_cli.model.mixer import FastMambaMixer
 from mambaner_cli.model.models.tagger import MambaTagger
+from mambaner_cli.model.modules.block import BackboneConfig, MambaStack
 from mambaner_cli.model.ops.scan import scan_channels_last, selective_scan_chunked, selective_scan_ref
 
 
@@ -97,7 +100,8 @@ def mixer_scan(
     delta_bias: torch.Tensor,
     delta_softplus: bool,
 ) -> torch.Tensor:
-    """The whole selective scan as FastMambaMixer computes it around ``scan_channels_last`` ([b, l, ·])."""
+    """The whole selective scan as the block's ``Mixer.forward`` computes it on a CPU around
+    ``scan_channels_last`` ([b, l, ·])."""
     delta = F.softplus(delta + delta_bias) if delta_softplus else delta + delta_bias  # b l d
     y = scan_channels_last(u, delta, A, B, C)  # b l d
     return (y + u * D) * F.silu(z)  # b l d
@@ -169,7 +173,7 @@ def scan_table(batches: list[int], lengths: list[int], repeats: int) -> None:
                 flush=True,
             )
     print(
-        "\n'mixer layout': the same computation on [b, l, ·] tensors, as FastMambaMixer runs it (the public\n"
+        "\n'mixer layout': the same computation on [b, l, ·] tensors, as the block's Mixer runs it (the public\n"
         "[b, d, l] API pays for transposing u, delta and y)."
     )
 
@@ -187,12 +191,39 @@ def tagger_batch(config: TaggerConfig, batch: int, length: int, seed: int = 0) -
     return {"word_ids": word_ids, "char_ids": char_ids, "case_ids": case_ids, "mask": mask, "tags": tags}
 
 
-def with_transformers_mixers(model: MambaTagger) -> MambaTagger:
-    """A copy of the tagger whose mixers run transformers' original forward (the sequential scan)."""
+def transformers_config(config: BackboneConfig) -> MambaConfig:
+    """The transformers ``MambaConfig`` of a stack of this shape."""
+    return MambaConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+                       num_hidden_layers=config.num_layers, state_size=config.state_size, expand=config.expand,
+                       conv_kernel=config.conv_kernel, time_step_rank=config.rank, use_bias=config.use_bias,
+                       use_conv_bias=config.use_conv_bias, layer_norm_epsilon=config.layer_norm_epsilon,
+                       residual_in_fp32=config.residual_in_fp32, use_cache=False)
+
+
+class TransformersStack(nn.Module):
+    """transformers' ``MambaModel`` with a stack's weights, behind ``MambaStack``'s interface (``forward``
+    and ``infer`` on embeddings): the reference, its sequential CPU path."""
+
+    def __init__(self, stack: MambaStack) -> None:
+        super().__init__()
+        self.model = MambaModel(transformers_config(stack.config))
+        self.model.load_state_dict(stack.state_dict())  # strict: the same names and shapes
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(inputs_embeds=hidden_states, attention_mask=attention_mask,
+                          use_cache=False).last_hidden_state
+
+    @torch.no_grad()
+    def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward(hidden_states, attention_mask)
+
+
+def with_transformers_stacks(model: MambaTagger) -> MambaTagger:
+    """A copy of the tagger whose Mamba stacks are transformers' ``MambaModel``s with the same weights."""
     slow = copy.deepcopy(model)
-    for module in slow.modules():
-        if type(module) is FastMambaMixer:
-            module.__class__ = modeling_mamba.MambaMixer
+    slow.forward_mamba = TransformersStack(model.forward_mamba)
+    if model.backward_mamba is not None:
+        slow.backward_mamba = TransformersStack(model.backward_mamba)
     return slow
 
 
@@ -221,16 +252,21 @@ def tagger_table(repeats: int, batch: int, length: int) -> None:
             "tagging, transformers",
             "tagging, ours",
             "x",
+            "max emission difference",
         )
     )
-    print(cells(*["---"] * 8))
+    print(cells(*["---"] * 9))
     for name, config in configs.items():
         torch.manual_seed(0)
         fast = MambaTagger(config)
-        slow = with_transformers_mixers(fast)
+        slow = with_transformers_stacks(fast)
         data = tagger_batch(config, batch, length)
         tokens = int(data["mask"].sum())
         features = {k: v for k, v in data.items() if k != "tags"}
+        with torch.inference_mode():  # the same network: the same emissions, up to float rounding
+            slow.eval()
+            fast.eval()
+            difference = (slow(**features, infer=True) - fast(**features, infer=True)).abs()[data["mask"]].max()
         results = []
         for model in (slow, fast):
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -260,6 +296,7 @@ def tagger_table(repeats: int, batch: int, length: int) -> None:
                 f"{slow_tag:,.0f}",
                 f"{fast_tag:,.0f}",
                 f"{fast_tag / slow_tag:.1f}",
+                f"{float(difference):.1g}",
             ),
             flush=True,
         )

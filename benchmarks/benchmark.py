@@ -15,13 +15,14 @@ loading and one warm-up sentence are outside the timed run; the load time is sho
 
 Models:
 
-* default — the embedded default tagger, ``Tagger.load("default")``, as shipped.
+* default — the embedded default tagger, ``load_tagger("default")``, as shipped.
 * bert — a BERT-base token classifier with BioBERT's shape: transformers' BertForTokenClassification
   from a BertConfig (12 layers, hidden 768, 12 heads, intermediate 3072, vocabulary 28,996), random
   weights (speed does not depend on them), 3 labels; [CLS] + at most 510 subwords + [SEP] per sequence.
-* mamba130m — a Mamba-130M-shaped model: transformers' MambaModel (hidden 768, 24 layers, vocabulary
-  50,280, state 16), random weights, our fast CPU scan (``use_fast_scan``) and a linear head, read
-  left to right once (as a fine-tuned causal tagger is); at most 512 subwords per sequence.
+* mamba130m — a Mamba-130M-shaped model: our Mamba block's stack (``MambaStack``: transformers'
+  MambaModel's parameters, hidden 768, 24 layers, vocabulary 50,280, state 16), random weights, run by its
+  inference path (``MambaStack.infer``, as tagging a fine-tuned model does) and a linear head, read left
+  to right once (as a fine-tuned causal tagger is); at most 512 subwords per sequence.
 
 Subwords: there is no tokenizer to download. Each word becomes 1 + (len > 6) + (len > 10) pieces whose
 ids are hashed from the word (deterministic): 1.38 pieces per word on the BC5CDR test abstracts, within
@@ -73,11 +74,11 @@ LABELS = ("O", "B-Disease", "I-Disease")
 
 BERT_BASE = {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
              "vocab_size": 28996}
-MAMBA_130M = {"hidden_size": 768, "num_hidden_layers": 24, "vocab_size": 50280, "state_size": 16}
+MAMBA_130M = {"hidden_size": 768, "num_layers": 24, "vocab_size": 50280, "state_size": 16}  # BackboneConfig
 # --tiny (tests): the same code paths at toy sizes
 TINY_BERT = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
              "vocab_size": 1000}
-TINY_MAMBA = {"hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 1000, "state_size": 4}
+TINY_MAMBA = {"hidden_size": 32, "num_layers": 2, "vocab_size": 1000, "state_size": 4}
 BERT_MAX_SUBWORDS = 510  # 512 positions, less [CLS] and [SEP]
 MAMBA_MAX_SUBWORDS = 512
 CLS_ID, SEP_ID, PAD_ID = 101, 102, 0  # BERT's; the ids of hashed pieces avoid 0..999
@@ -124,8 +125,8 @@ class PieceTagger:
     def tag(self, sentences: list[list[str]], batch_size: int = 32) -> list[tuple[list[str], list[float]]]:
         import torch
 
+        from mambaner_cli.runtime.sentence_tagger import windows
         from mambaner_cli.runtime.spans import repair_iob
-        from mambaner_cli.runtime.tagger import windows
 
         encoded, firsts = [], []
         for words in sentences:
@@ -176,16 +177,16 @@ def bert_network(tiny: bool, max_positions: int = 512):
 def mamba_network(tiny: bool):
     """(module, forward(ids, mask) → logits) of a randomly initialised Mamba-130M with a linear head."""
     from torch import nn
-    from transformers import MambaConfig, MambaModel
 
-    from mambaner_cli.model.mixer import use_fast_scan
+    from mambaner_cli.model.modules.block import BackboneConfig, MambaStack
 
-    config = MambaConfig(**(TINY_MAMBA if tiny else MAMBA_130M), use_cache=False)
-    model = nn.ModuleDict({"backbone": use_fast_scan(MambaModel(config)),
+    config = BackboneConfig(**(TINY_MAMBA if tiny else MAMBA_130M))
+    model = nn.ModuleDict({"backbone": MambaStack(config),
                            "head": nn.Linear(config.hidden_size, len(LABELS))}).eval()
 
     def forward(ids, mask):
-        states = model["backbone"](input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        backbone = model["backbone"]
+        states = backbone.infer(backbone.embed(ids), mask)  # b l h
         return model["head"](states)
 
     return model, forward
@@ -194,9 +195,9 @@ def mamba_network(tiny: bool):
 def build_tagger(name: str, tiny: bool):
     """The SentenceTagger for a model of MODELS, and its torch module."""
     if name == "default":
-        from mambaner_cli.runtime.tagger import Tagger
+        from mambaner_cli.runtime.load import load_tagger
 
-        tagger = Tagger.load("default", device="cpu")
+        tagger = load_tagger("default", device="cpu")
         return tagger, tagger.model
     if name == "bert":
         module, forward = bert_network(tiny)
@@ -213,7 +214,7 @@ def build_tagger(name: str, tiny: bool):
 
 def data_dir(given: str | None) -> Path:
     """--data-dir, else $MAMBANER_DATA, else ../shared/data beside the repository."""
-    from mambaner_cli.training.datasets import DATA_ENV
+    from mambaner_cli.corpora import DATA_ENV
 
     for candidate in (given, os.environ.get(DATA_ENV), REPO.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "bc5cdr").is_dir():
@@ -348,14 +349,14 @@ def lengths_sweep(name: str, args: argparse.Namespace) -> list[dict]:
     vocab_size = 0
     tagger = None
     if name == "default":
-        from mambaner_cli.runtime.tagger import Tagger
+        from mambaner_cli.runtime.load import load_tagger
         from mambaner_cli.text.sentences import segment_document
 
-        tagger = Tagger.load("default", device="cpu")
+        tagger = load_tagger("default", device="cpu")
         network = tagger.model
 
         def forward(inputs: dict) -> Any:
-            return network(**inputs)
+            return network(**inputs, infer=True)  # the tagging paths, as decode runs them
 
         for doc in corpus_documents(data_dir(args.data_dir) / "bc5cdr" / "CDR_TestSet.PubTator.txt"):
             words.extend(token.text for sentence in segment_document(doc).sentences for token in sentence.tokens)

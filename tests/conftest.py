@@ -27,11 +27,11 @@ def corpus_dir() -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny, seeded, untrained tagger saved as a complete model directory."""
     import torch
-    from mambaner_cli.training.train import save_model
 
     from mambaner_cli.model.config import TaggerConfig
     from mambaner_cli.model.features import Vocabulary
     from mambaner_cli.model.models.tagger import MambaTagger
+    from mambaner_cli.runtime.model_dir import write_scratch
 
     torch.manual_seed(0)
     words = Vocabulary.build({"disease": 3, "the": 5, "cancer": 2}, 1)
@@ -40,7 +40,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                           char_vocab_size=len(chars), word_dim=8, char_dim=8, char_channels=8, case_dim=4,
                           hidden_size=16, num_layers=1, state_size=4)
     out = tmp_path_factory.mktemp("models") / "tiny"
-    save_model(out, MambaTagger(config), words, chars, "tiny")
+    write_scratch(out, MambaTagger(config), words, chars, "tiny")
     return out
 
 

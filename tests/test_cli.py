@@ -13,6 +13,10 @@ from click.testing import CliRunner
 from lxml import etree
 
 from mambaner_cli.cli import cli
+from mambaner_cli.document import make_document
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.formats import INPUT_FORMATS, OUTPUT_FORMATS
+from mambaner_cli.runtime import run as tag_runtime
 from mambaner_cli.runtime.model_dir import shipped_models
 from tests.eutils_server import Article, EutilsServer, Fault
 
@@ -42,6 +46,49 @@ def test_every_command_has_help():
     for command in (["--help"], ["tag", "--help"], ["fetch", "--help"], ["train", "--help"],
                     ["train", "scratch", "--help"], ["train", "finetune", "--help"], ["evaluate", "--help"]):
         assert "Usage" in run(*command).output
+
+
+def test_format_choices_and_help_come_from_the_registry():
+    from mambaner_cli.cli.tag import tag
+
+    choices = {param.name: getattr(param.type, "choices", None) for param in tag.params}
+    assert list(choices["fmt"]) == list(OUTPUT_FORMATS)
+    assert list(choices["input_format"]) == list(INPUT_FORMATS)
+    help_text = run("tag", "--help").output
+    for fmt in [*INPUT_FORMATS.values(), *OUTPUT_FORMATS.values()]:
+        assert f"  {fmt.name} (" in help_text and fmt.help in help_text, fmt.name
+        assert all(extension in help_text for extension in fmt.extensions), fmt.name
+    assert "jsonl for -" in help_text and "text for -" in help_text
+
+
+def test_usage_errors_exit_with_status_2(tmp_path):
+    result = run("tag", "-o", tmp_path / "out.jsonl", code=2)
+    assert "Give input files, directories, globs or - for stdin, or --pmid/--pmid-file/--query." in result.output
+    assert "Give --pmid, --pmid-file or --query." in run("fetch", "-o", tmp_path / "x.xml", code=2).output
+    assert "'csv' is not one of" in run("tag", "-", "-o", "-", "--format", "csv", code=2).output
+    assert not list(tmp_path.iterdir())
+
+
+class OutsideTagger:
+    """Tags every token O, with full confidence: the writing side of a run, without a model."""
+
+    name = label = "outside"
+    convention = None
+    num_parameters = 0
+
+    def tag(self, sentences, batch_size: int = 32):
+        return [(["O"] * len(sentence), [1.0] * len(sentence)) for sentence in sentences]
+
+
+def test_tag_to_file_writes_through_open_writer(tmp_path):
+    documents = [make_document("1", "A title.", "An abstract."), make_document("2", "Another.", None)]
+    out = tmp_path / "out.jsonl"
+    summary = tag_runtime.tag_to_file(documents, OutsideTagger(), str(out), "jsonl")
+    assert summary.documents == 2 and [r["id"] for r in read_jsonl(out)] == ["1", "2"]
+    assert {r["model"] for r in read_jsonl(out)} == {"outside"}
+    with pytest.raises(MambanerError, match="unknown output format 'csv'"):
+        tag_runtime.tag_to_file(documents, OutsideTagger(), str(tmp_path / "out.csv"), "csv")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.jsonl"]  # no part file left behind
 
 
 @pytest.mark.skipif("default" not in shipped_models(), reason="no embedded default model")
@@ -163,6 +210,71 @@ def test_fetch_and_tag_equals_tagging_the_file(eutils, tiny_model_dir, tmp_path,
     assert direct == from_file
 
 
+@pytest.fixture
+def tag_jobs(monkeypatch) -> list:
+    """The TagOptions of every run_tag_job call that `mambaner tag` makes (the job itself still runs)."""
+    calls = []
+    real_job = tag_runtime.run_tag_job
+
+    def recording_job(options, observer=None):
+        calls.append(options)
+        return real_job(options, observer)
+
+    monkeypatch.setattr(tag_runtime, "run_tag_job", recording_job)
+    return calls
+
+
+def test_files_and_pmids_are_one_run_into_one_output(eutils, tiny_model_dir, tmp_path, monkeypatch, tag_jobs):
+    """A PubMed fetch is one more document source after the files: one job, one output, files first."""
+    monkeypatch.setenv("NCBI_EMAIL", "tester@example.org")
+    note = str(EXAMPLES / "clinical_note.txt")
+    out = tmp_path / "out.jsonl"
+    run("tag", note, "--pmid", "31000001,31000003", "--eutils-url", eutils.base_url, "-o", out,
+        "--model", tiny_model_dir, "-q")
+    assert [(r["id"], r["source"]) for r in read_jsonl(out)] == [
+        ("clinical_note", note), ("31000001", "pubmed"), ("31000003", "pubmed")]
+    assert_offsets(read_jsonl(out))
+    (options,) = tag_jobs
+    assert options.inputs == (note,) and options.output == str(out) and options.quiet
+    assert options.pubmed.pmid_lists == ("31000001,31000003",) and options.pubmed.eutils_url == eutils.base_url
+
+
+def test_a_file_run_and_a_pmid_run_take_the_same_path(eutils, tiny_model_dir, tmp_path, monkeypatch, tag_jobs):
+    monkeypatch.setenv("NCBI_EMAIL", "tester@example.org")
+    monkeypatch.setenv("NCBI_EUTILS_URL", eutils.base_url)
+    common = ["--model", tiny_model_dir, "-q", "--batch-size", "7", "--input-format", "text"]
+    run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "file.jsonl", *common)
+    run("tag", "--pmid", "31000002", "-o", tmp_path / "pubmed.jsonl", *common)
+    assert [(bool(o.inputs), o.pubmed.requested, o.batch_size, o.input_format) for o in tag_jobs] == [
+        (True, False, 7, "text"), (False, True, 7, "text")]
+    assert [r["id"] for r in read_jsonl(tmp_path / "pubmed.jsonl")] == ["31000002"]
+
+
+def test_bad_files_and_missing_pmids_are_one_summary(eutils, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("NCBI_EMAIL", "tester@example.org")
+    monkeypatch.setenv("COLUMNS", "1000")  # rich wraps stderr lines at the console's width
+    missing = tmp_path / "missing.txt"
+    result = run("tag", missing, EXAMPLES / "clinical_note.txt", "--pmid", "31000000,39999999",
+                 "--eutils-url", eutils.base_url, "-o", tmp_path / "out.jsonl", "--model", tiny_model_dir, code=1)
+    assert f"error: {missing}: no such file" in result.stderr
+    assert "2 problem(s) in 1 input(s):" in result.stderr
+    assert f"  {missing}: no such file\n  PMID 39999999: not returned by PubMed" in result.stderr
+    assert "2 documents, " in result.stderr and "model tiny" in result.stderr
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["clinical_note", "31000000"]
+
+
+def test_run_tag_job_as_a_library_call(tiny_model_dir, tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("Patients with gout were treated.", encoding="utf-8")
+    out = tmp_path / "out.conll"
+    options = tag_runtime.TagOptions(output=str(out), inputs=(str(good), str(tmp_path / "gone.txt")),
+                                     model=str(tiny_model_dir), threads=1)
+    result = tag_runtime.run_tag_job(options)  # a silent observer: nothing on stderr, all in the result
+    assert (result.summary.documents, result.model_label) == (1, "tiny")
+    assert result.problems == [f"{tmp_path / 'gone.txt'}: no such file"]
+    assert out.read_text(encoding="utf-8").startswith("# doc_id = good\n")
+
+
 def test_fetch_reports_missing_and_failed_pmids(eutils, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("NCBI_EMAIL", "tester@example.org")
     (tmp_path / "pmids.txt").write_text("31000000\n# a comment\n39999999\n", encoding="utf-8")
@@ -177,3 +289,9 @@ def test_fetch_reports_missing_and_failed_pmids(eutils, tiny_model_dir, tmp_path
     result = run("tag", "--pmid", "31000001,31000002", "-o", tmp_path / "failed.jsonl", *common, code=1)
     assert "31000001, 31000002" in result.stderr and "500" in result.stderr
     assert read_jsonl(tmp_path / "failed.jsonl") == []
+
+
+def test_a_malformed_pmid_is_a_clear_error_not_a_traceback(tmp_path):
+    result = CliRunner().invoke(cli, ["tag", "--pmid", "12,x", "-o", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert "'x' is not a PMID" in result.output and "Traceback" not in result.output

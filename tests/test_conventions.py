@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from mambaner_cli.training.evaluate import EvalArgs, evaluate
-from mambaner_cli.training.train import ScratchArgs, save_model, train_scratch
+from mambaner_cli.training.scratch import ScratchArgs, train_scratch
 
 from mambaner_cli.cli import cli
 from mambaner_cli.errors import MambanerError
+from mambaner_cli.evaluate import EvalArgs, evaluate
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.conventions import fold_convention
 from mambaner_cli.model.features import Vocabulary
 from mambaner_cli.model.models.tagger import MambaTagger
-from mambaner_cli.runtime.model_dir import model_conventions
+from mambaner_cli.runtime.load import load_tagger
+from mambaner_cli.runtime.model_dir import model_conventions, write_scratch
 from mambaner_cli.runtime.tagger import Tagger
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,9 +46,9 @@ def random_inputs(batch: int = 3, length: int = 7) -> dict[str, torch.Tensor]:
             "lexicon_ids": torch.randint(1, 4, (batch, length), generator=generator)}
 
 
-def network_with_distinct_conventions(config: TaggerConfig, backbone: str = "light") -> MambaTagger:
+def network_with_distinct_conventions(config: TaggerConfig) -> MambaTagger:
     torch.manual_seed(0)
-    network = MambaTagger(config, backbone=backbone).eval()
+    network = MambaTagger(config).eval()
     with torch.no_grad():  # trained conventions differ; fresh ones are all zeros
         for parameter in (network.features.convention_vectors.weight, network.convention_emissions,
                           network.convention_emission_bias):
@@ -55,10 +56,9 @@ def network_with_distinct_conventions(config: TaggerConfig, backbone: str = "lig
     return network
 
 
-@pytest.mark.parametrize("backbone", ["light", "transformers"])
-def test_folding_a_convention_gives_a_plain_network_with_the_same_emissions(backbone):
+def test_folding_a_convention_gives_a_plain_network_with_the_same_emissions():
     config = tiny_config()
-    network = network_with_distinct_conventions(config, backbone)
+    network = network_with_distinct_conventions(config)
     inputs = random_inputs()
     mask = inputs["mask"]
     outputs = []
@@ -67,7 +67,7 @@ def test_folding_a_convention_gives_a_plain_network_with_the_same_emissions(back
             expected = network(**inputs, convention_ids=torch.full((3,), index))
         plain_config, state = fold_convention(config, network.state_dict(), name)
         assert plain_config.conventions == [] and not any("convention" in key for key in state)
-        plain = MambaTagger(plain_config, backbone=backbone).eval()
+        plain = MambaTagger(plain_config).eval()
         plain.load_state_dict(state)  # strict: exactly the plain network's parameters
         with torch.no_grad():
             folded = plain(**inputs)
@@ -105,9 +105,9 @@ def convention_model_dir(tmp_path) -> tuple[Path, MambaTagger]:
     words = Vocabulary.build({"gout": 2, "fever": 2, "and": 2, "breast": 2, "cancer": 2}, 1)
     chars = Vocabulary.build({c: 1 for c in "abcdefghijklmnopqrstuvwxyz."}, 1)
     config = tiny_config(word_vocab_size=len(words), char_vocab_size=len(chars), lexicon_dim=0)
-    network = network_with_distinct_conventions(config, backbone="transformers")
+    network = network_with_distinct_conventions(config)
     out = tmp_path / "conv-model"
-    save_model(out, network, words, chars, "conv-model")
+    write_scratch(out, network, words, chars, "conv-model")
     return out, network
 
 
@@ -117,29 +117,29 @@ def test_loading_picks_the_default_or_the_asked_convention(convention_model_dir)
     assert model_conventions(out) == ["ncbi", "bc5cdr-disease"]
     sentences = [["Breast", "cancer", "and", "gout", "."], ["Fever", "."]]
     # The trained network, told each convention, is the reference for what the loaded model must do.
-    loaded_default = Tagger.load(out, device="cpu")
+    loaded_default = load_tagger(out, device="cpu")
     reference = Tagger(network, loaded_default.words, loaded_default.chars, "ref", torch.device("cpu"))
-    with pytest.raises(ValueError, match="set Tagger.convention"):
+    with pytest.raises(ValueError, match="set Tagger.convention_id"):
         reference.tag(sentences)
-    assert loaded_default.convention_name == "ncbi"
+    assert loaded_default.convention == "ncbi"
     for index, name in enumerate(["ncbi", "bc5cdr-disease"]):
-        reference.convention = index
+        reference.convention_id = index
         expected = reference.tag(sentences)
-        loaded = Tagger.load(out, device="cpu", convention=name)
-        assert loaded.convention_name == name and loaded.model.config.conventions == []
+        loaded = load_tagger(out, device="cpu", convention=name)
+        assert loaded.convention == name and loaded.model.config.conventions == []
         got = loaded.tag(sentences)
         assert [tags for tags, _ in got] == [tags for tags, _ in expected]
         for (_, got_scores), (_, want_scores) in zip(got, expected):
             assert got_scores == pytest.approx(want_scores, abs=1e-5)
-    assert loaded_default.tag(sentences) == Tagger.load(out, device="cpu", convention="ncbi").tag(sentences)
+    assert loaded_default.tag(sentences) == load_tagger(out, device="cpu", convention="ncbi").tag(sentences)
     with pytest.raises(MambanerError, match="has no convention 'bc5cdr-chem'"):
-        Tagger.load(out, device="cpu", convention="bc5cdr-chem")
+        load_tagger(out, device="cpu", convention="bc5cdr-chem")
 
 
 def test_a_model_without_conventions_refuses_one(tiny_model_dir, tmp_path):
     assert model_conventions(tiny_model_dir) == []
     with pytest.raises(MambanerError, match="has no annotation conventions"):
-        Tagger.load(tiny_model_dir, device="cpu", convention="ncbi")
+        load_tagger(tiny_model_dir, device="cpu", convention="ncbi")
     result = CliRunner().invoke(cli, ["tag", "-", "-o", str(tmp_path / "out.jsonl"), "--model", str(tiny_model_dir),
                                       "--convention", "ncbi", "-q"], input="Gout.\n")
     assert result.exit_code != 0 and "has no annotation conventions" in result.output
@@ -179,7 +179,7 @@ def test_training_with_conventions_learns_corpora_that_disagree(tmp_path):
     assert TaggerConfig.from_dict(json.loads((out / "config.json").read_text())["tagger"]).conventions == [
         "ncbi", "bc5cdr-disease"]
     for name, (_, disputed_tags) in BY_CORPUS.items():
-        tags, _ = Tagger.load(out, device="cpu", convention=name).tag([DISPUTED.split()])[0]
+        tags, _ = load_tagger(out, device="cpu", convention=name).tag([DISPUTED.split()])[0]
         assert tags == disputed_tags.split(), name
         assert metrics["test_by_dataset"][name]["f1"] == pytest.approx(100.0)
     assert metrics["devel"]["f1"] == pytest.approx(100.0)

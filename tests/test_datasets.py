@@ -1,4 +1,4 @@
-"""training/datasets.py: where the corpora are found, how CoNLL files are read (and refused, naming the
+"""mambaner_cli/corpora.py and training/datasets.py: where the corpora are found, how CoNLL files are read (and refused, naming the
 line), the real split sizes, and `download` against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
@@ -10,21 +10,19 @@ import threading
 from pathlib import Path
 
 import pytest
-from mambaner_cli.training import datasets
-from mambaner_cli.training.datasets import (
+from mambaner_cli.training.datasets import labels_of, load_corpora, load_sentences
+
+from mambaner_cli import corpora
+from mambaner_cli.corpora import (
     CORPORA,
     DATA_ENV,
     DOWNLOADS,
     download,
     iob_path,
-    labels_of,
-    load_corpora,
-    load_sentences,
     pubtator_path,
     read_conll,
     resolve_data_dir,
 )
-
 from mambaner_cli.errors import MambanerError
 
 
@@ -91,7 +89,7 @@ def test_nothing_found_says_where_it_looked_and_how_to_fix_it(no_env):
     message = str(caught.value)
     assert f"{no_env} (cache)" in message
     assert "MAMBANER_DATA=/path/to/data" in message and "--data-dir" in message
-    assert datasets.DOWNLOAD_HINT in message
+    assert corpora.DOWNLOAD_HINT in message
 
 
 def test_paths_of_splits_and_their_errors(no_env, tmp_path):
@@ -184,9 +182,9 @@ def test_split_sizes_of_the_real_corpora(corpus_dir):
 
 
 def test_shipped_checksums_are_those_of_the_shared_files(corpus_dir):
-    assert set(datasets.CHECKSUMS) == set(DOWNLOADS)
-    for relative, expected in datasets.CHECKSUMS.items():
-        assert datasets.sha256(corpus_dir / relative) == expected, relative
+    assert set(corpora.CHECKSUMS) == set(DOWNLOADS)
+    for relative, expected in corpora.CHECKSUMS.items():
+        assert corpora.sha256(corpus_dir / relative) == expected, relative
     for c in CORPORA.values():
         for name in c.pubtator_files.values():
             assert (corpus_dir / c.pubtator_folder / name).is_file()
@@ -227,7 +225,7 @@ def test_download_verifies_and_does_not_refetch(server, tmp_path, monkeypatch):
     site, url, requests = server
     (site / "train.tsv").write_bytes(TRAIN)
     (site / "devel.tsv").write_bytes(DEVEL)
-    monkeypatch.setattr(datasets, "CHECKSUMS", {"iob/X-IOB/train.tsv": sha(TRAIN), "iob/X-IOB/devel.tsv": sha(DEVEL)})
+    monkeypatch.setattr(corpora, "CHECKSUMS", {"iob/X-IOB/train.tsv": sha(TRAIN), "iob/X-IOB/devel.tsv": sha(DEVEL)})
     urls = {"iob/X-IOB/train.tsv": f"{url}/train.tsv", "iob/X-IOB/devel.tsv": f"{url}/devel.tsv"}
     target = tmp_path / "data"
     fetched = download(target, base_urls=urls)
@@ -249,7 +247,7 @@ def test_download_verifies_and_does_not_refetch(server, tmp_path, monkeypatch):
 def test_download_with_a_wrong_checksum_keeps_nothing(server, tmp_path, monkeypatch):
     site, url, _ = server
     (site / "train.tsv").write_bytes(TRAIN + b"tampered\tO\n")
-    monkeypatch.setattr(datasets, "CHECKSUMS", {"iob/X-IOB/train.tsv": sha(TRAIN)})
+    monkeypatch.setattr(corpora, "CHECKSUMS", {"iob/X-IOB/train.tsv": sha(TRAIN)})
     target = tmp_path / "data"
     with pytest.raises(MambanerError, match=rf"Checksum mismatch for {url}/train\.tsv: expected {sha(TRAIN)}"):
         download(target, base_urls={"iob/X-IOB/train.tsv": f"{url}/train.tsv"})
@@ -258,7 +256,7 @@ def test_download_with_a_wrong_checksum_keeps_nothing(server, tmp_path, monkeypa
 
 def test_download_of_a_missing_file_is_an_error_that_keeps_nothing(server, tmp_path, monkeypatch):
     _, url, _ = server
-    monkeypatch.setattr(datasets, "CHECKSUMS", {})
+    monkeypatch.setattr(corpora, "CHECKSUMS", {})
     target = tmp_path / "data"
     with pytest.raises(MambanerError, match=rf"Could not download {url}/absent\.tsv: HTTP Error 404"):
         download(target, base_urls={"iob/X-IOB/test.tsv": f"{url}/absent.tsv"})
@@ -267,5 +265,5 @@ def test_download_of_a_missing_file_is_an_error_that_keeps_nothing(server, tmp_p
 
 def test_the_public_sources_cover_every_split_of_every_corpus():
     for c in CORPORA.values():
-        for split in datasets.SPLITS:
+        for split in corpora.SPLITS:
             assert DOWNLOADS[f"iob/{c.iob_folder}/{split}.tsv"].endswith(f"/{c.iob_folder}/{split}.tsv")

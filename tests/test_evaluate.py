@@ -9,10 +9,14 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
-from mambaner_cli.training.datasets import read_conll
-from mambaner_cli.training.evaluate import (
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2
+
+from mambaner_cli.cli import cli
+from mambaner_cli.corpora import read_conll
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.evaluate import (
     PAPER_TABLE_1,
     EvalArgs,
     benchmark_level,
@@ -22,13 +26,8 @@ from mambaner_cli.training.evaluate import (
     markdown_report,
     match_scores,
 )
-from mambaner_cli.training.metrics import entity_scores
-from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2
-
-from mambaner_cli.cli import cli
-from mambaner_cli.errors import MambanerError
-from mambaner_cli.runtime.tagger import Tagger
+from mambaner_cli.metrics import entity_scores
+from mambaner_cli.runtime.load import load_tagger
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,10 +37,12 @@ class ScriptedTagger:
     looked up by its tokens (all ``O`` for a sentence not in the script)."""
 
     name = "scripted"
+    convention = None
+    label = "scripted"
+    num_parameters = 8
 
     def __init__(self, script: dict[tuple[str, ...], list[str]]) -> None:
         self.script = script
-        self.model = torch.nn.Linear(3, 2)  # 8 parameters
         self.calls = 0
 
     def tag(self, sentences, batch_size=32):
@@ -55,10 +56,12 @@ class PhraseTagger:
     whatever the sentence splitting and tokenization: for the document level."""
 
     name = "phrases"
+    convention = None
+    label = "phrases"
+    num_parameters = 3
 
     def __init__(self, phrases: list[str]) -> None:
         self.phrases = [phrase.lower().split() for phrase in phrases]
-        self.model = torch.nn.Linear(2, 1)
 
     def tag(self, sentences, batch_size=32):
         results = []
@@ -294,7 +297,7 @@ def test_command_on_a_gold_file_agrees_with_seqeval(tiny_model_dir, tmp_path):
     assert "document" not in numbers
 
     # Independently: the same model's predictions, scored by seqeval directly.
-    predicted = [tags for tags, _ in Tagger.load(tiny_model_dir, device="cpu").tag([t for t, _ in GOLD])]
+    predicted = [tags for tags, _ in load_tagger(tiny_model_dir, device="cpu").tag([t for t, _ in GOLD])]
     report = classification_report([tags for _, tags in GOLD], predicted, mode="strict", scheme=IOB2,
                                     output_dict=True, zero_division=0)
     b = numbers["benchmark"]
@@ -304,7 +307,7 @@ def test_command_on_a_gold_file_agrees_with_seqeval(tiny_model_dir, tmp_path):
     assert b["gold_mentions"] == 5 and b["sentences"] == 4
 
     e = numbers["efficiency"]
-    tiny = Tagger.load(tiny_model_dir, device="cpu")
+    tiny = load_tagger(tiny_model_dir, device="cpu")
     assert e["parameters"] == tiny.num_parameters == e["trainable_parameters"]
     assert e["peak_rss_mb"] > 10 and e["wall_seconds"] > 0 and e["peak_gpu_mb"] is None
     assert {"cpu", "cores", "torch", "torch_threads", "gpu"} <= set(e["machine"])

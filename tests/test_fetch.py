@@ -28,6 +28,7 @@ from mambaner_cli.fetch import (
     write_pubmed_xml,
 )
 from mambaner_cli.fetch.articles import split_article_set
+from mambaner_cli.fetch.source import PubmedOptions, PubmedSource
 from mambaner_cli.fetch.transport import _retry_after
 from tests.eutils_server import Article, EutilsServer, Fault
 
@@ -125,6 +126,38 @@ def test_settings_from_env_arguments_first_and_validation():
         FetchSettings(batch_size=201)
     with pytest.raises(MambanerError):
         FetchSettings(base_url="ftp://example.org/")
+
+
+def test_pubmed_options_build_settings_from_arguments_then_environment(monkeypatch):
+    monkeypatch.setenv("NCBI_EMAIL", "env@example.org")
+    monkeypatch.setenv("NCBI_EUTILS_URL", "http://mirror:8/e")
+    assert not PubmedOptions().requested
+    assert PubmedOptions(pmid_lists=("1",)).requested and PubmedOptions(query="gout").requested
+    settings = PubmedOptions(pmid_file="x", api_key="argkey", cache_dir="cache", retries=0).settings()
+    assert (settings.email, settings.api_key, settings.base_url) == ("env@example.org", "argkey", "http://mirror:8/e/")
+    assert (settings.cache_dir, settings.max_retries) == (Path("cache"), 0)
+    settings = PubmedOptions(email="me@example.org", eutils_url="http://x/").settings()
+    assert (settings.email, settings.base_url, settings.cache_dir) == ("me@example.org", "http://x/", None)
+    assert "argkey" not in repr(PubmedOptions(api_key="argkey"))
+
+
+def test_pubmed_source_collects_up_front_and_fetches_as_read(server, tmp_path):
+    """PMIDs come from the lists, the file and the query, in that order, before anything is fetched; the
+    records come as documents of source "pubmed"; the PMIDs PubMed lacks are reported and listed."""
+    (tmp_path / "pmids.txt").write_text("30000010\n", encoding="utf-8")
+    options = PubmedOptions(pmid_lists=("30000001,11", "30000002"), pmid_file=str(tmp_path / "pmids.txt"),
+                            query="gout", max_results=2, email=EMAIL, api_key=KEY, eutils_url=server.base_url,
+                            missing_file=str(tmp_path / "missing.txt"))
+    warnings: list[str] = []
+    source = PubmedSource(options, warn=warnings.append)
+    # esearch lists the newest records first, as PubMed does
+    assert source.pmids == ["30000001", "11", "30000002", "30000010", "30000459", "30000455"]
+    assert server.requests("efetch.fcgi") == [] and warnings == []
+    documents = list(source.documents())
+    assert [doc.id for doc in documents] == ["30000001", "30000002", "30000010", "30000459", "30000455"]
+    assert {doc.source for doc in documents} == {"pubmed"}
+    assert source.failures() == ["PMID 11: not returned by PubMed"]
+    assert (tmp_path / "missing.txt").read_text(encoding="utf-8") == "11\n"
 
 
 def test_missing_email_is_an_error_before_any_request(server):

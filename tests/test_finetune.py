@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from mambaner_cli.cli import cli
 from mambaner_cli.model.models.pretrained import IGNORE_INDEX, LORA_TARGETS, PretrainedTagger, add_lora
+from mambaner_cli.model.modules.block import BackboneConfig, MambaStack, Mixer
 from mambaner_cli.model.modules.crf import is_valid_iob2
 from mambaner_cli.runtime.subword import WordPieces, chunk_words, pad_batch, training_examples
 
@@ -30,7 +31,7 @@ OTHERS = ["the", "patient", "had", "a", "history", "of", "kidney", "liver", "pai
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
-    """One intra-op thread: the CPU is shared with other test runs (see tests/test_model.py)."""
+    """One intra-op thread: the CPU is shared with other test runs (see ``one_thread`` in tests/conftest.py)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -196,11 +197,9 @@ def test_pad_batch_shapes():
 
 # --------------------------------------------------------------------------------------------- network
 
-def tiny_backbone(vocab: int = 50, seed: int = 0):
-    from transformers import MambaConfig, MambaModel
-
+def tiny_backbone(vocab: int = 50, seed: int = 0) -> MambaStack:
     torch.manual_seed(seed)
-    return MambaModel(MambaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, state_size=8))
+    return MambaStack(BackboneConfig(vocab_size=vocab, hidden_size=32, num_layers=2, state_size=8))
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -224,8 +223,8 @@ def test_decoding_is_valid_iob2_and_padding_invariant(bidirectional):
 
 
 def test_lora_on_all_four_projections_takes_effect():
-    """peft refuses out_proj on a bare transformers Mamba; through our mixer every adapter must change
-    the output, and only the adapters and the head are trainable."""
+    """peft refuses out_proj on a bare transformers Mamba; on our block every adapter must change the
+    output (the training and the tagging paths), and only the adapters and the head are trainable."""
     model = PretrainedTagger(tiny_backbone(), LABELS, dropout=0.0)
     wrapped = add_lora(model, r=4, alpha=8, dropout=0.0)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -243,14 +242,19 @@ def test_lora_on_all_four_projections_takes_effect():
             lora_b[0].normal_(0, 0.5)
             after = model(ids, mask)
             assert not torch.allclose(after, before, atol=1e-6), f"the adapter on {target} has no effect"
+            torch.testing.assert_close(model(ids, mask, infer=True), after, rtol=1e-5, atol=1e-5)
             lora_b[0].zero_()
     assert wrapped.peft_config["default"].target_modules == set(LORA_TARGETS)
 
 
-def test_add_lora_needs_the_fast_mixer():
-    model = PretrainedTagger(tiny_backbone(), LABELS, fast_scan=False)
-    with pytest.raises(ValueError, match="fast mixer"):
-        add_lora(model)
+def test_lora_keeps_the_fused_cuda_kernel_off():
+    """mamba-ssm's fused block kernel reads the projections' weights directly, which would skip the
+    adapters: a mixer takes it only while its projections are plain nn.Linear, so not after add_lora."""
+    model = PretrainedTagger(tiny_backbone(), LABELS)
+    mixers = [module for module in model.modules() if isinstance(module, Mixer)]
+    assert len(mixers) == 2 and all(mixer._plain_linears() for mixer in mixers)
+    add_lora(model, r=4)
+    assert not any(mixer._plain_linears() for mixer in mixers)
 
 
 # ------------------------------------------------------------------------------- training, CLI, runtime
@@ -279,7 +283,7 @@ def test_finetune_writes_a_complete_model_directory(trained, base_dir):
     assert (trained / "adapter" / "adapter_config.json").is_file()
     assert (trained / "adapter" / "adapter_model.safetensors").is_file()
     assert (trained / "head.safetensors").is_file() and (trained / "tokenizer" / "tokenizer.json").is_file()
-    assert not (trained / "checkpoint.pt").exists() and not (trained / "backbone").exists()
+    assert not (trained / "checkpoint.json").exists() and not (trained / "backbone").exists()
     args = json.loads((trained / "training_args.json").read_text())
     assert args["lr"] == 1e-2 and args["batch_size"] == 4 and args["lora_r"] == 8
     metrics = json.loads((trained / "metrics.json").read_text())
@@ -296,10 +300,10 @@ def test_finetune_writes_a_complete_model_directory(trained, base_dir):
 def test_model_dir_loads_and_tags_words(trained, corpus):
     from mambaner_cli.training.datasets import read_conll
 
+    from mambaner_cli.runtime.load import load_tagger
     from mambaner_cli.runtime.subword import SubwordTagger
-    from mambaner_cli.runtime.tagger import Tagger
 
-    tagger = Tagger.load(trained, device="cpu")
+    tagger = load_tagger(trained, device="cpu")
     assert isinstance(tagger, SubwordTagger) and tagger.labels == LABELS
     dev = read_conll(corpus["dev"])
     results = tagger.tag([tokens for tokens, _ in dev] + [[]], batch_size=3)
@@ -334,18 +338,17 @@ def test_mambaner_tag_with_a_finetuned_model(trained, tmp_path):
 def test_merge_gives_a_standalone_equivalent_model(trained, tmp_path):
     import shutil
 
-    from mambaner_cli.training.finetune import save_merged
-
-    from mambaner_cli.runtime.tagger import Tagger
+    from mambaner_cli.runtime.load import load_tagger
+    from mambaner_cli.runtime.model_dir import merge_adapter
 
     merged_dir = tmp_path / "merged"
     shutil.copytree(trained, merged_dir)
-    save_merged(merged_dir)
+    merge_adapter(merged_dir)
     config = json.loads((merged_dir / "config.json").read_text())
     assert config["weights"] == "merged" and not (merged_dir / "adapter").exists()
     config["base_model"], config["base_model_path"] = "/nonexistent/base", None  # no longer needed
     (merged_dir / "config.json").write_text(json.dumps(config))
-    original, merged = Tagger.load(trained, device="cpu"), Tagger.load(merged_dir, device="cpu")
+    original, merged = load_tagger(trained, device="cpu"), load_tagger(merged_dir, device="cpu")
     ids, mask = torch.randint(0, 100, (2, 10)), torch.ones(2, 10, dtype=torch.long)
     with torch.no_grad():
         torch.testing.assert_close(merged.model(ids, mask), original.model(ids, mask), rtol=1e-4, atol=1e-4)
@@ -355,7 +358,7 @@ def test_missing_base_model_is_a_clear_error(trained, tmp_path):
     import shutil
 
     from mambaner_cli.errors import MambanerError
-    from mambaner_cli.runtime.tagger import Tagger
+    from mambaner_cli.runtime.load import load_tagger
 
     moved = tmp_path / "moved"
     shutil.copytree(trained, moved)
@@ -363,7 +366,7 @@ def test_missing_base_model_is_a_clear_error(trained, tmp_path):
     config["base_model"], config["base_model_path"] = str(tmp_path / "gone"), str(tmp_path / "gone")
     (moved / "config.json").write_text(json.dumps(config))
     with pytest.raises(MambanerError, match="Could not load the Mamba model"):
-        Tagger.load(moved, device="cpu")
+        load_tagger(moved, device="cpu")
 
 
 def test_resume_continues_where_the_run_stopped(base_dir, corpus, tmp_path):
@@ -381,7 +384,7 @@ def test_resume_continues_where_the_run_stopped(base_dir, corpus, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train_finetune(args(tmp_path / "resumed"), log=stop_after_epoch_2)
-    assert (tmp_path / "resumed" / "checkpoint.pt").is_file()
+    assert (tmp_path / "resumed" / "checkpoint.json").is_file()
     messages: list[str] = []
     resumed = train_finetune(args(tmp_path / "resumed", resume=True), log=messages.append)
     assert any(message.startswith("resumed from") for message in messages)
@@ -399,7 +402,7 @@ def test_full_bidirectional_finetuning(base_dir, corpus, tmp_path):
     assert (out / "backbone" / "config.json").is_file() and not (out / "adapter").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["trainable_parameters"] == metrics["parameters"]
-    from mambaner_cli.runtime.tagger import Tagger
+    from mambaner_cli.runtime.load import load_tagger
 
-    [(tags, _)] = Tagger.load(out, device="cpu").tag([["the", "patient", "had", "colitis", "."]])
+    [(tags, _)] = load_tagger(out, device="cpu").tag([["the", "patient", "had", "colitis", "."]])
     assert len(tags) == 5 and is_valid_iob2(tags)

@@ -13,6 +13,7 @@ import pytest
 
 from mambaner_cli.document import Document
 from mambaner_cli.errors import InputError, MambanerError, ReadError
+from mambaner_cli.formats import INPUT_FORMATS
 from mambaner_cli.readers import (
     READERS,
     bioc,
@@ -289,6 +290,21 @@ def test_detect_format(tmp_path):
     assert {name: detect_format(str(tmp_path / name)) for name in expected} == expected
     with pytest.raises(MambanerError, match="--input-format"):
         detect_format("paper.pdf")
+
+
+def test_readers_are_the_registry_s_input_formats():
+    """READERS is a view of the format registry; each reader module has the writers' small interface
+    (name, extensions) and a sniff where the content decides between formats sharing an extension."""
+    assert list(READERS) == list(INPUT_FORMATS) == ["pubmed", "text", "pubtator", "bioc"]
+    for name, reader in READERS.items():
+        assert reader.name == name and reader.extensions == INPUT_FORMATS[name].extensions
+    assert (READERS["pubmed"], READERS["text"], READERS["pubtator"], READERS["bioc"]) == (
+        pubmed_xml, text, pubtator, bioc)
+    assert bioc.sniff((FIXTURES / "sample.bioc.xml").read_bytes()[:2048])
+    assert not bioc.sniff(EFETCH.read_bytes()[:2048]) and not bioc.sniff(b"<collections>")
+    assert pubtator.sniff((FIXTURES / "sample.PubTator.txt").read_bytes()[:2048])
+    assert pubtator.sniff(b"\n 12|a|abstract first") and not pubtator.sniff(b"a | b | c\n12|t|late")
+    assert not hasattr(text, "sniff") and not hasattr(pubmed_xml, "sniff")  # chosen by name alone
 
 
 def test_expand_inputs(tmp_path):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
-from mambaner_cli.training.train import save_model
 
 from mambaner_cli.document import Token, make_document
 from mambaner_cli.errors import MambanerError
@@ -14,10 +14,12 @@ from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.models.tagger import MambaTagger
-from mambaner_cli.runtime.model_dir import resolve_model
+from mambaner_cli.runtime.load import load_tagger
+from mambaner_cli.runtime.model_dir import resolve_model, write_scratch
 from mambaner_cli.runtime.pipeline import RunSummary, tag_documents
+from mambaner_cli.runtime.sentence_tagger import windows
 from mambaner_cli.runtime.spans import repair_iob, spans_from_tags, tags_from_spans
-from mambaner_cli.runtime.tagger import Tagger, windows
+from mambaner_cli.runtime.tagger import Tagger
 from mambaner_cli.text.tokens import tokenize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,8 +84,8 @@ def test_lexicon_changes_the_input_and_is_saved(tmp_path):
     with_matches = tagger.tag([sentence])[0][1]
     tagger.lexicon = LexiconMatcher(["something else"])
     assert tagger.tag([sentence])[0][1] != with_matches  # the codes reach the network
-    save_model(tmp_path / "m", tagger.model, tagger.words, tagger.chars, "m", lexicon)
-    loaded = Tagger.load(tmp_path / "m", device="cpu")
+    write_scratch(tmp_path / "m", tagger.model, tagger.words, tagger.chars, "m", lexicon)
+    loaded = load_tagger(tmp_path / "m", device="cpu")
     assert loaded.lexicon.match(sentence) == [1, 2, 0, 1]
     assert loaded.tag([sentence])[0][1] == pytest.approx(with_matches, abs=1e-5)
 
@@ -99,7 +101,7 @@ def test_model_directory_errors(tmp_path, tiny_model_dir):
     config = json.loads((tiny_model_dir / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(MambanerError, match="vocab.json is missing"):
-        Tagger.load(broken)
+        load_tagger(broken)
 
 
 def test_pipeline_accounts_for_every_document(tiny_model_dir):
@@ -109,7 +111,7 @@ def test_pipeline_accounts_for_every_document(tiny_model_dir):
             for i in range(7)]
     items = [docs[0], ReadError("bad.xml", "truncated", line=3), *docs[1:]]
     summary = RunSummary()
-    out = list(tag_documents(items, Tagger.load(tiny_model_dir, device="cpu"), summary, batch_size=2,
+    out = list(tag_documents(items, load_tagger(tiny_model_dir, device="cpu"), summary, batch_size=2,
                              chunk_sentences=3))
     assert [d.id for d in out] == [str(i) for i in range(7)]
     assert summary.documents == 7 and [str(e) for e in summary.errors] == ["bad.xml:3: truncated"]
@@ -129,7 +131,7 @@ def test_background_reading_gives_the_same_output_and_errors(tiny_model_dir):
                 yield ReadError("bad.xml", "truncated", line=i)
             yield make_document(str(i), f"Title {i}.", "Gout and fever. Second sentence." if i % 2 else None)
 
-    tagger = Tagger.load(tiny_model_dir, device="cpu")
+    tagger = load_tagger(tiny_model_dir, device="cpu")
     runs = []
     for prefetch in (0, 2):
         summary = RunSummary()
@@ -148,7 +150,7 @@ def test_an_error_while_reading_in_the_background_reaches_the_caller(tiny_model_
         yield make_document("1", "Gout.", None)
         raise InputError("broken.xml", "the rest of the file cannot be read", line=7)
 
-    out = tag_documents(items(), Tagger.load(tiny_model_dir, device="cpu"), RunSummary(), chunk_sentences=1)
+    out = tag_documents(items(), load_tagger(tiny_model_dir, device="cpu"), RunSummary(), chunk_sentences=1)
     with pytest.raises(InputError, match=r"broken\.xml:7"):
         list(out)
 
@@ -165,7 +167,7 @@ def test_stopping_early_stops_the_background_reader(tiny_model_dir):
             next(pulled)
             yield make_document(str(i), "Gout.", None)
 
-    out = tag_documents(endless(), Tagger.load(tiny_model_dir, device="cpu"), RunSummary(), chunk_sentences=1,
+    out = tag_documents(endless(), load_tagger(tiny_model_dir, device="cpu"), RunSummary(), chunk_sentences=1,
                         prefetch=2)
     assert next(out).id == "0"
     out.close()  # as when --fail-fast or an exception ends the run
@@ -174,3 +176,57 @@ def test_stopping_early_stops_the_background_reader(tiny_model_dir):
         time.sleep(0.05)
     assert not any(t.name == "mambaner-reader" for t in threading.enumerate())
     assert next(pulled) < 10  # the reader stopped a couple of chunks ahead, not at the end of the input
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_vocabulary_from_another_model_is_refused_at_load(tmp_path, tiny_model_dir):
+    """Today's failure modes: a vocab.json of another model tagged with exit 0 (same size) or crashed
+    mid-run (more entries); both are now refused when the model loads, naming the file."""
+    vocab = json.loads((tiny_model_dir / "vocab.json").read_text())
+    longer = copy_model(tiny_model_dir, tmp_path / "longer")
+    (longer / "vocab.json").write_text(json.dumps({**vocab, "words": vocab["words"] + ["extra", "words"]}))
+    with pytest.raises(MambanerError, match=r"words vocabulary \(vocab.json\) has 7 entries.*different models"):
+        load_tagger(longer, device="cpu")
+    shorter = copy_model(tiny_model_dir, tmp_path / "shorter")
+    (shorter / "vocab.json").write_text(json.dumps({**vocab, "chars": vocab["chars"][:-1]}))
+    with pytest.raises(MambanerError, match="chars vocabulary"):
+        load_tagger(shorter, device="cpu")
+
+
+def test_weights_that_do_not_match_the_config_are_refused(tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file, save_file
+
+    other = copy_model(tiny_model_dir, tmp_path / "other")
+    state = load_file(str(other / "model.safetensors"))
+    state["emissions.weight"] = torch.zeros(5, state["emissions.weight"].shape[1])
+    save_file(state, str(other / "model.safetensors"))
+    with pytest.raises(MambanerError, match=r"model.safetensors does not match config.json: .*emissions.weight"):
+        load_tagger(other, device="cpu")
+    config = json.loads((other / "config.json").read_text())
+    config["format"] = "something-else"
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MambanerError, match="not a mambaner model"):
+        load_tagger(other, device="cpu")
+    config.update(format="mambaner-tagger", recipe="distilled")
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MambanerError, match="unknown recipe 'distilled'"):
+        load_tagger(other, device="cpu")
+
+
+def test_the_loader_table_gives_each_recipe_its_tagger(tiny_model_dir):
+    from mambaner_cli.runtime.load import LOADERS
+    from mambaner_cli.runtime.model_dir import RECIPES
+    from mambaner_cli.runtime.sentence_tagger import SentenceTagger
+
+    assert set(LOADERS) == set(RECIPES)
+    tagger = load_tagger(tiny_model_dir, device="cpu")
+    assert isinstance(tagger, Tagger) and tagger.convention is None and tagger.label == "tiny"
+    for attribute in ("name", "convention", "label", "num_parameters", "tag"):
+        assert hasattr(tagger, attribute), attribute
+    assert SentenceTagger.__annotations__.keys() >= {"name", "convention"}

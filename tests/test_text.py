@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -174,10 +173,9 @@ def test_random_texts_keep_the_span_invariants_and_never_cut_a_token() -> None:
 
 
 def test_long_runs_of_marks_stay_fast() -> None:
-    began = time.perf_counter()
+    """Their wall time (no backtracking blow-up) is measured by benchmarks/bench_guards.py."""
     for text in ("." * 50_000, ".?" * 25_000 + '"' * 10_000, "a." * 50_000, "x" * 100_000):
         check_spans(text, default_splitter().split(text))
-    assert time.perf_counter() - began < 2.0
 
 
 def test_splitting_is_fast() -> None:
@@ -185,15 +183,7 @@ def test_splitting_is_fast() -> None:
         f"In 1999 we studied {n} families with e.g. ataxia (p < 0.05; Fig. {n}). mRNA levels fell by 1.5-fold."
         for n in range(1000))
     splitter = default_splitter()
-    assert len(splitter.split(text)) == 2000
-    best = min(_timed(splitter, text) for _ in range(3))
-    assert 2000 / best > 10_000, f"{2000 / best:.0f} sentences/s"
-
-
-def _timed(splitter: SentenceSplitter, text: str) -> float:
-    began = time.perf_counter()
-    splitter.split(text)
-    return time.perf_counter() - began
+    assert len(splitter.split(text)) == 2000  # sentences per second: benchmarks/bench_guards.py
 
 
 # --- passages and documents ---------------------------------------------------------------------

@@ -4,17 +4,18 @@ devel-best checkpoint, --resume after an interruption, and its argument errors."
 from __future__ import annotations
 
 import json
+import random
 import shlex
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from mambaner_cli.training.train import ScratchArgs, train_scratch, with_devel_command
+from mambaner_cli.training.scratch import ScratchArgs, train_scratch, with_devel_command
 
 from mambaner_cli.cli import cli
 from mambaner_cli.errors import MambanerError
-from mambaner_cli.runtime.tagger import Tagger
+from mambaner_cli.runtime.load import load_tagger
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,7 +55,7 @@ def test_train_scratch_writes_a_complete_model_directory(tmp_path, conll):
     for name in ("model.safetensors", "config.json", "vocab.json", "training_args.json", "metrics.json",
                  "README.md"):
         assert (out / name).is_file(), name
-    assert not (out / "checkpoint.pt").exists()  # removed once the run is complete
+    assert not (out / "checkpoint.json").exists()  # removed once the run is complete
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     best = max(metrics["history"], key=lambda h: h["devel_f1"])  # the first best epoch wins ties
@@ -65,7 +66,7 @@ def test_train_scratch_writes_a_complete_model_directory(tmp_path, conll):
     card = (out / "README.md").read_text()
     assert f"- Training data: {conll[0]} (checkpoint chosen on {conll[1]})" in card
     assert f"best epoch {best['epoch']} of 3" in card
-    tags, scores = Tagger.load(out, device="cpu").tag([["Gout", "and", "fever", "."]])[0]
+    tags, scores = load_tagger(out, device="cpu").tag([["Gout", "and", "fever", "."]])[0]
     assert len(tags) == len(scores) == 4
 
 
@@ -85,7 +86,9 @@ def test_resume_after_an_interruption_continues_the_same_run(tmp_path, conll):
             raise Interrupted  # after epoch 1's checkpoint, before epoch 2's
     with pytest.raises(Interrupted):
         train_scratch(args(tmp_path / "cut"), log=stop_at_epoch_2)
-    assert (tmp_path / "cut" / "checkpoint.pt").is_file()
+    # The checkpoint is data only (safetensors + JSON): a crafted one cannot run code, unlike a pickle.
+    assert sorted(p.name for p in (tmp_path / "cut").glob("checkpoint*")) == ["checkpoint.json",
+                                                                              "checkpoint.safetensors"]
     messages: list[str] = []
     resumed = train_scratch(args(tmp_path / "cut", resume=True), log=messages.append)
     assert any(m.startswith("resumed from") and "after epoch 1" in m for m in messages)
@@ -138,7 +141,7 @@ def test_with_devel_command_rewrites_every_spelling_of_the_options(spelling):
             "mambaner train scratch -o runs/x/epoch-3 --epochs 9 --with-devel 3 --seed 4")
 
 
-def test_keep_epochs_writes_what_with_devel_k_writes(tmp_path, monkeypatch):
+def test_keep_epochs_writes_what_with_devel_k_writes(tmp_path):
     folder = tmp_path / "data" / "iob" / "NCBI-disease-IOB"
     folder.mkdir(parents=True)
     write_conll(folder / "train.tsv", 2)
@@ -150,9 +153,8 @@ def test_keep_epochs_writes_what_with_devel_k_writes(tmp_path, monkeypatch):
                            with_devel=with_devel, keep_epochs=keep, batch_size=2, hidden_size=16, num_layers=1,
                            state_size=4, word_dim=8, threads=1)
 
-    monkeypatch.setattr("sys.argv", ["mambaner", "train", "scratch", "-o", str(tmp_path / "all"), "--epochs", "4",
-                                     "--with-devel", "3", "--keep-epochs"])
-    train_scratch(args("all", 3, keep=True), log=lambda message: None)
+    command = f"mambaner train scratch -o {tmp_path / 'all'} --epochs 4 --with-devel 3 --keep-epochs"
+    train_scratch(args("all", 3, keep=True), command=command, log=lambda message: None)
     train_scratch(args("two", 2), log=lambda message: None)
     kept = tmp_path / "all" / "epoch-2"
     assert sorted(p.name for p in (tmp_path / "all").glob("epoch-*")) == ["epoch-1", "epoch-2", "epoch-3"]
@@ -165,6 +167,33 @@ def test_keep_epochs_writes_what_with_devel_k_writes(tmp_path, monkeypatch):
     card = (kept / "README.md").read_text()
     assert "weights after epoch 2" in card
     assert f"- Command: `mambaner train scratch -o {tmp_path / 'all'}/epoch-2 --epochs 4 --with-devel 2`" in card
-    Tagger.load(kept, device="cpu")  # a complete model directory
+    load_tagger(kept, device="cpu")  # a complete model directory
     with pytest.raises(MambanerError, match="--keep-epochs keeps the epochs of a --with-devel run"):
         ScratchArgs(output=str(tmp_path), keep_epochs=True)
+
+
+def test_checkpoint_state_round_trips_tensors_int_keys_and_tuples(tmp_path):
+    from mambaner_cli.training.loop import load_checkpoint, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(4, 3)).sum().backward()
+    optimizer.step()
+    rng = random.Random(5)
+    content = {"optimizer": optimizer.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+               "weights": model.state_dict(), "best_f1": -1.0, "ema": None}
+    save_checkpoint(tmp_path, content)
+    loaded = load_checkpoint(tmp_path)
+    assert set(loaded["optimizer"]["state"]) == {0, 1}  # parameter ids stay ints: load_state_dict matches them
+    assert loaded["optimizer"]["param_groups"][0]["betas"] == optimizer.param_groups[0]["betas"]
+    assert all(torch.equal(loaded["optimizer"]["state"][i]["exp_avg"], optimizer.state_dict()["state"][i]["exp_avg"])
+               for i in (0, 1))
+    restored = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.1)
+    restored.load_state_dict(loaded["optimizer"])
+    assert torch.equal(restored.state_dict()["state"][0]["exp_avg_sq"], optimizer.state_dict()["state"][0]["exp_avg_sq"])
+    version, internal, gauss = loaded["rng"]
+    assert (version, tuple(internal), gauss) == rng.getstate()
+    assert torch.equal(loaded["torch_rng"], content["torch_rng"]) and loaded["ema"] is None
+    (tmp_path / "checkpoint.json").write_text("{not json")
+    with pytest.raises(MambanerError, match="cannot resume from this checkpoint"):
+        load_checkpoint(tmp_path)

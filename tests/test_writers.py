@@ -26,6 +26,7 @@ from lxml import etree
 
 from mambaner_cli.document import Document, Passage, Sentence, Span, Token, make_document
 from mambaner_cli.errors import MambanerError
+from mambaner_cli.formats import OUTPUT_FORMATS
 from mambaner_cli.writers import (
     WRITERS,
     BiocWriter,
@@ -465,8 +466,12 @@ def test_conll_rejects_mismatched_tags(documents):
 
 def test_registry_names():
     assert set(WRITERS) == {"parquet", "conll", "bioc", "jsonl", "pubtator"}
+    assert list(WRITERS) == list(OUTPUT_FORMATS)  # a view of the format registry, in its order
     for name, cls in WRITERS.items():
-        assert cls.name == name and cls.extensions
+        assert cls.name == name and cls.extensions == OUTPUT_FORMATS[name].extensions
+    # the package's class names resolve (lazily) to the registry's classes
+    assert (BiocWriter, ConllWriter, JsonlWriter, ParquetWriter, PubtatorWriter) == tuple(
+        WRITERS[name] for name in ("bioc", "conll", "jsonl", "parquet", "pubtator"))
 
 
 @pytest.mark.parametrize("path, fmt", [

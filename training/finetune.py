@@ -13,121 +13,40 @@ head and the tokenizer; ``--merge`` also writes the merged backbone so that it s
 
 from __future__ import annotations
 
-import random
-import shutil
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from mambaner_cli.training.datasets import labels_of
-from mambaner_cli.training.train import (
-    TrainingArgs,
-    batches,
+from mambaner_cli.training.args import FinetuneArgs
+from mambaner_cli.training.datasets import labels_of, load_splits
+from mambaner_cli.training.loop import (
+    Optimisation,
+    RunState,
     evaluate,
-    load_data,
     peak_rss_mb,
-    restore_run_state,
-    run_state,
+    remove_checkpoint,
+    run_epochs,
     score_epoch,
     seed_everything,
 )
-from safetensors.torch import save_file
 
-from mambaner_cli.errors import MambanerError
-from mambaner_cli.invocation import command_line
 from mambaner_cli.model.models.pretrained import LORA_TARGETS, PretrainedTagger, add_lora
-from mambaner_cli.runtime.device import pick_device
-from mambaner_cli.runtime.model_dir import FORMAT, read_config, write_json
-from mambaner_cli.runtime.subword import (
-    DEFAULT_WINDOW,
-    LABEL_SUBWORDS,
-    SubwordTagger,
-    WordPieces,
-    base_model_source,
+from mambaner_cli.runtime.device import pick_device, set_threads
+from mambaner_cli.runtime.load import load_tagger
+from mambaner_cli.runtime.model_dir import (
     load_backbone,
     load_tokenizer,
-    no_progress_bars,
-    pad_batch,
-    training_examples,
+    merge_adapter,
+    write_finetune,
+    write_run_files,
+    write_tokenizer,
 )
-from mambaner_cli.runtime.tagger import Tagger
+from mambaner_cli.runtime.subword import SubwordTagger, WordPieces, pad_batch, training_examples
 
-DOCUMENTED_BASE = "state-spaces/mamba-130m-hf"
-
-
-@dataclass
-class FinetuneArgs(TrainingArgs):
-    base_model: str = DOCUMENTED_BASE  # a save_pretrained directory or a hub id
-    epochs: int = 10  # the paper's
-    batch_size: int = 4  # the paper's
-    lr: float = 1e-4  # the paper's
-    weight_decay: float = 0.01  # AdamW's usual default
-    warmup: float = 0.1  # fraction of steps of linear warm-up, then linear decay to 0 (the paper's)
-    max_length: int = 176  # subword tokens per training sequence (the paper's); longer sentences are split
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    full: bool = False  # tune every weight instead of LoRA
-    merge: bool = False  # also save the merged backbone: a standalone model directory
-    bidirectional: bool = False  # also read each sequence right to left (the paper's model is causal)
-    label_subword: str = "first"  # which subword of a word carries its label: first or last
-    dropout: float = 0.1  # before the head
-    patience: int = 3  # epochs without a better devel F1 before stopping
-    device: str = "auto"
-    eval_batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.label_subword not in LABEL_SUBWORDS:
-            raise MambanerError(f"--label-subword must be one of {', '.join(LABEL_SUBWORDS)}.")
-        if self.full and self.merge:
-            raise MambanerError("--merge merges a LoRA adapter; with --full the whole backbone is saved anyway.")
+__all__ = ["FinetuneArgs", "train_finetune"]
 
 
-def base_model_record(base_model: str) -> dict:
-    """The base model as given, and its absolute path when it is a local directory."""
-    path = Path(base_model).expanduser()
-    return {"base_model": base_model, "base_model_path": str(path.resolve()) if path.is_dir() else None}
-
-
-def save_model(out: Path, model: PretrainedTagger, peft_model, args: FinetuneArgs) -> None:
-    """Write config, head and adapter (LoRA) or backbone (--full) of the current weights."""
-    out.mkdir(parents=True, exist_ok=True)
-    head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
-    save_file(head, str(out / "head.safetensors"))
-    if peft_model is not None:
-        peft_model.save_pretrained(str(out / "adapter"))
-    else:
-        with no_progress_bars():
-            model.backbone.save_pretrained(str(out / "backbone"))
-    write_json(out / "config.json", {
-        "format": FORMAT, "version": 1, "recipe": "finetune", "name": out.name,
-        **base_model_record(args.base_model), "weights": "lora" if peft_model is not None else "full",
-        "labels": model.labels, "max_length": args.max_length, "bidirectional": args.bidirectional,
-        "label_subword": args.label_subword, "window": DEFAULT_WINDOW,
-        "lora": None if peft_model is None else {"r": args.lora_r, "alpha": args.lora_alpha,
-                                                 "dropout": args.lora_dropout, "targets": list(LORA_TARGETS)},
-    })
-
-
-def save_merged(out: Path) -> None:
-    """Merge the saved adapter into the base weights, save them as ``backbone/`` and drop the adapter:
-    the model directory then stands alone (``--merge``)."""
-    from peft import PeftModel
-
-    config = read_config(out)
-    network = PretrainedTagger(load_backbone(base_model_source(config)), config["labels"],
-                               bidirectional=config["bidirectional"])
-    merged = PeftModel.from_pretrained(network, str(out / "adapter")).merge_and_unload()
-    with no_progress_bars():
-        merged.backbone.save_pretrained(str(out / "backbone"))
-    config["weights"] = "merged"
-    write_json(out / "config.json", config)
-    shutil.rmtree(out / "adapter")
-
-
-def model_card(args: FinetuneArgs, metrics: dict, command: str) -> str:
+def model_card(args: FinetuneArgs, metrics: dict, command: str | None) -> str:
     data = ", ".join(args.datasets) if not args.train_files else ", ".join(args.train_files)
     method = ("full fine-tuning" if args.full else
               f"LoRA (r {args.lora_r}, alpha {args.lora_alpha}, dropout {args.lora_dropout}) on "
@@ -141,7 +60,7 @@ def model_card(args: FinetuneArgs, metrics: dict, command: str) -> str:
          f"mambaner's `finetune` recipe with {method}; {direction}. Each word is labelled on its "
          f"{args.label_subword} subword; decoding is IOB2-constrained Viterbi over words."),
         "",
-        f"- Command: `{command}`",
+        f"- Command: `{command}`" if command else "- Command: not recorded (trained from Python)",
         f"- Base model: `{args.base_model}` (weights {metrics['weights']}"
         + ("; the base weights are read from there at load time" if metrics["weights"] == "lora" else "") + ")",
         f"- Training data: {data} (IOB train split; checkpoint chosen on the devel split)",
@@ -174,28 +93,28 @@ def linear_schedule(warmup_steps: int, total_steps: int):
     return factor
 
 
-def train_finetune(args: FinetuneArgs, log=print, progress=None) -> dict:
-    """Fine-tune, keep the devel-best checkpoint, write the model directory; returns the metrics."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def train_finetune(args: FinetuneArgs, command: str | None = None, log=print, progress=None) -> dict:
+    """Fine-tune, keep the devel-best checkpoint, write the model directory; returns the metrics.
+    ``command``: the command line to record in the model card (the CLI passes it)."""
+    set_threads(args.threads)
     seed_everything(args.seed)
     device = pick_device(args.device)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    train, dev, test = load_data(args)
+    train, dev, test, _ = load_splits(args)
     labels = labels_of(train + dev)
     tokenizer = load_tokenizer(args.base_model)
     pieces = WordPieces(tokenizer, args.label_subword)
     examples = training_examples(train, pieces, labels, args.max_length)
-    model = PretrainedTagger(load_backbone(args.base_model), labels, bidirectional=args.bidirectional,
-                             dropout=args.dropout)
+    base = load_backbone(args.base_model)
+    model = PretrainedTagger(base.stack, labels, bidirectional=args.bidirectional, dropout=args.dropout)
     peft_model = None if args.full else add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout,
                                                  base_model=args.base_model)
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     parameters = sum(p.numel() for p in model.parameters())
     trained = sum(p.numel() for p in trainable)
-    tokenizer.save_pretrained(str(out / "tokenizer"))
+    write_tokenizer(out, tokenizer)
     log(f"{len(train)} training sentences ({len(examples)} sequences of at most {args.max_length} subwords), "
         f"{len(dev)} devel; labels {labels}; {parameters:,} parameters, {trained:,} trained "
         f"({'full' if args.full else 'LoRA'}); {device}")
@@ -204,114 +123,38 @@ def train_finetune(args: FinetuneArgs, log=print, progress=None) -> dict:
     total_steps = steps_per_epoch * args.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(max(1, int(args.warmup * total_steps)), total_steps))
+
+    def trained_weights() -> dict[str, torch.Tensor]:  # a checkpoint keeps only what training changes
+        return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+    steps = Optimisation(model, trainable, optimizer, scheduler, checkpoint_weights=trained_weights,
+                         restore_weights=lambda weights: model.load_state_dict(weights, strict=False))
     tagger = SubwordTagger(model, pieces, out.name, device)
-    rng = random.Random(args.seed)
-    history: list[dict] = []
-    best_f1, best_epoch, start_epoch = -1.0, 0, 1
-    checkpoint_path = out / "checkpoint.pt"
-    if args.resume and checkpoint_path.is_file():
-        checkpoint = torch.load(checkpoint_path, weights_only=False, map_location="cpu")
-        missing = set(checkpoint["trainable"]) ^ {n for n, p in model.named_parameters() if p.requires_grad}
-        if missing:
-            raise MambanerError(f"{checkpoint_path} was written by a different run (other trained weights, "
-                                f"e.g. {min(missing)}); start afresh without --resume.")
-        model.load_state_dict(checkpoint["trainable"], strict=False)
-        history, best_f1, best_epoch, start_epoch = restore_run_state(checkpoint, optimizer, scheduler, rng)
-        log(f"resumed from {checkpoint_path} after epoch {checkpoint['epoch']}")
-    started = time.perf_counter() - sum(h["seconds"] for h in history)
-    for epoch in range(start_epoch, args.epochs + 1):
-        if best_epoch and epoch - best_epoch > args.patience:
-            log(f"early stop: no devel improvement for {args.patience} epochs")
-            break
-        model.train()
-        epoch_start, total_loss = time.perf_counter(), 0.0
-        groups = batches(examples, args.batch_size, rng)  # similar lengths together (little padding)
-        task = progress.add_task(f"epoch {epoch}", total=len(groups), loss=0.0) if progress else None
-        for n, group in enumerate(groups, 1):
-            batch = pad_batch([examples[i] for i in group], pieces.pad_id)
-            batch = {key: value.to(device) for key, value in batch.items()}
-            loss = model.loss(**batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, args.clip)
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item()
-            if progress:
-                progress.update(task, advance=1, loss=total_loss / n)
-        if progress:
-            progress.remove_task(task)
-        best_f1, best_epoch = score_epoch(
-            tagger, dev, args.eval_batch_size, epoch, total_loss / len(groups), time.perf_counter() - epoch_start,
-            history, best_f1, best_epoch, lambda: save_model(out, model, peft_model, args), log)
-        torch.save({"trainable": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
-                    **run_state(optimizer, scheduler, rng, history, best_f1, best_epoch, epoch)}, checkpoint_path)
-    train_seconds = time.perf_counter() - started
+    settings = {"base_model": args.base_model, "max_length": args.max_length, "bidirectional": args.bidirectional,
+                "label_subword": args.label_subword,
+                "lora": None if peft_model is None else {"r": args.lora_r, "alpha": args.lora_alpha,
+                                                         "dropout": args.lora_dropout, "targets": list(LORA_TARGETS)}}
+
+    def batch_loss(indices: list[int]) -> torch.Tensor:
+        batch = pad_batch([examples[i] for i in indices], pieces.pad_id)
+        return model.loss(**{key: value.to(device) for key, value in batch.items()})
+
+    def end_epoch(epoch: int, loss: float, seconds: float, state: RunState) -> None:
+        score_epoch(tagger, dev, args.eval_batch_size, epoch, loss, seconds, state,
+                    lambda: write_finetune(out, model, peft_model, base.hf_config, settings), log)
+
+    state = run_epochs(args, steps, examples, batch_loss, end_epoch, log, progress)
     if args.merge:
-        save_merged(out)
-    best = Tagger.load(out, device=args.device)
-    metrics: dict = {"labels": labels, "best_epoch": best_epoch, "epochs_run": len(history),
-                     "history": history, "train_seconds": train_seconds, "peak_rss_mb": peak_rss_mb(),
+        merge_adapter(out)
+    best = load_tagger(out, device=args.device)
+    metrics: dict = {"labels": labels, "best_epoch": state.best_epoch, "epochs_run": len(state.history),
+                     "history": state.history, "train_seconds": state.seconds, "peak_rss_mb": peak_rss_mb(),
                      "parameters": parameters, "trainable_parameters": trained,
                      "weights": "merged" if args.merge else ("full" if args.full else "lora"),
                      "sequences": len(examples), "devel": evaluate(best, dev, args.eval_batch_size)}
     if test:
         metrics["test"] = evaluate(best, test, args.eval_batch_size)
-        log(f"devel F1 {metrics['devel']['f1']:.2f}, test F1 {metrics['test']['f1']:.2f} (epoch {best_epoch})")
-    command = command_line()
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "training_args.json", asdict(args))
-    (out / "README.md").write_text(model_card(args, metrics, command), encoding="utf-8")
-    checkpoint_path.unlink(missing_ok=True)
+        log(f"devel F1 {metrics['devel']['f1']:.2f}, test F1 {metrics['test']['f1']:.2f} (epoch {state.best_epoch})")
+    write_run_files(out, metrics, asdict(args), model_card(args, metrics, command))
+    remove_checkpoint(out)
     return metrics
-
-
-def step_benchmark(fast_scan: bool = True, threads: int = 1, steps: int = 2, batch_size: int = 4,
-                   length: int = 176, layers: int = 24, hidden: int = 768) -> dict:
-    """Seconds per LoRA training step and peak RSS for a Mamba-130M-shaped model (random weights).
-
-    ``fast_scan=False`` times transformers' own mixer (its sequential CPU scan) instead of ours; the
-    adapters are then still attached but the one on dt_proj is ignored by that mixer (timing only).
-    Run each setting in its own process: peak RSS is per process.
-    """
-    from transformers import MambaConfig, MambaModel
-    from transformers.models.mamba.modeling_mamba import MambaMixer
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    config = MambaConfig(vocab_size=50280, hidden_size=hidden, num_hidden_layers=layers, state_size=16)
-    model = PretrainedTagger(MambaModel(config), ["O", "B-Disease", "I-Disease"])
-    add_lora(model)
-    if not fast_scan:
-        for module in model.modules():
-            if type(module).__name__ == "FastMambaMixer":
-                module.__class__ = MambaMixer
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    ids = torch.randint(0, config.vocab_size, (batch_size, length))
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.randint(0, 3, ids.shape)}
-    times = []
-    for _ in range(steps + 1):  # the first step warms up (allocations, lazy init)
-        start = time.perf_counter()
-        loss = model.loss(**batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return {"fast_scan": fast_scan, "threads": threads, "batch": f"{batch_size}x{length}", "layers": layers,
-            "hidden": hidden, "seconds_per_step": min(times[1:]), "steps": times,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "peak_rss_mb": peak_rss_mb()}
-
-
-if __name__ == "__main__":  # python -m mambaner_cli.training.finetune [--slow] [--threads N] [--steps N]: one step's cost
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(description=step_benchmark.__doc__.splitlines()[0])
-    parser.add_argument("--slow", action="store_true", help="transformers' sequential mixer instead of ours")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=2)
-    options = parser.parse_args()
-    print(json.dumps(step_benchmark(not options.slow, options.threads, options.steps)))

@@ -267,7 +267,7 @@ def evaluate(matcher: LexiconMatcher, train: Sequence[Sentence], devel: Sequence
     """How far the lexicon alone gets on ``devel``: coverage (share of the gold mentions that are an
     entry, over all mentions and over those absent from the train dictionary) and the strict entity
     scores of the matcher used as a tagger whose every match is a ``mention_type`` mention."""
-    from mambaner_cli.training.metrics import entity_scores
+    from mambaner_cli.metrics import entity_scores
 
     seen = train_mentions(train)
     keys = matcher.keys()

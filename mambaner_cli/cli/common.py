@@ -7,10 +7,7 @@ from collections.abc import Callable
 import click
 
 from mambaner_cli import __version__
-from mambaner_cli.errors import MambanerError
-
-INPUT_FORMATS = ("pubmed", "text", "pubtator", "bioc")
-OUTPUT_FORMATS = ("parquet", "conll", "bioc", "jsonl", "pubtator")
+from mambaner_cli.errors import InputError, MambanerError
 
 
 def stderr_console(quiet: bool = False):
@@ -41,7 +38,7 @@ class MambanerGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except MambanerError as error:
+        except (MambanerError, InputError) as error:  # InputError: e.g. a bad PMID in --pmid
             raise click.ClickException(str(error)) from error
 
 

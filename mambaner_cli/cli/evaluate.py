@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from mambaner_cli.cli.common import cli, model_options, stderr_console
-from mambaner_cli.cli.train import DATASETS
+from mambaner_cli.corpora import CORPORA
 
 
 @cli.command()
 @click.option("--dataset", default="ncbi", show_default=True, metavar="NAME",
-              help=f"Benchmark corpus: {', '.join(DATASETS)}.")
+              help=f"Benchmark corpus: {', '.join(CORPORA)}.")
 @click.option("--split", type=click.Choice(["test", "devel", "train"]), default="test", show_default=True)
 @click.option("--conll", type=click.Path(exists=True, dir_okay=False),
               help="Evaluate on this gold CoNLL file instead of a benchmark split.")
@@ -28,9 +28,9 @@ def evaluate(dataset: str, split: str, conll: str | None, data_dir: str | None, 
     from mambaner_cli.runtime.device import use_threads
 
     use_threads(threads)  # before torch is imported
+    from mambaner_cli.evaluate import EvalArgs, markdown_report, write_json
+    from mambaner_cli.evaluate import evaluate as run_evaluation
     from mambaner_cli.invocation import command_line
-    from mambaner_cli.training.evaluate import EvalArgs, markdown_report, write_json
-    from mambaner_cli.training.evaluate import evaluate as run_evaluation
 
     console = stderr_console(quiet)
     args = EvalArgs(dataset=dataset, split=split, model=model, conll=conll, data_dir=data_dir, device=device,
@@ -64,7 +64,7 @@ def show_evaluation(result: dict, console) -> None:
     console.print(f"{e['parameters']:,} parameters; peak RSS {e['peak_rss_mb']:.0f} MB; "
                   f"{b['sentences_per_s']:.0f} sentences/s, {b['tokens_per_s']:.0f} tokens/s; "
                   f"{e['wall_seconds']:.1f} s on {e['machine']['cpu']} ({e['machine']['cores']} cores)")
-    from mambaner_cli.training.evaluate import PAPER_TABLE_1
+    from mambaner_cli.evaluate import PAPER_TABLE_1
 
     paper = Table(title="The paper's Table 1 (published) and this run (measured)")
     for column in ("model", "NCBI-disease F1", "BC5-disease F1", "parameters"):

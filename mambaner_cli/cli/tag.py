@@ -1,17 +1,48 @@
-"""`mambaner tag` and `mambaner fetch`: documents from files or PubMed, through the tagger, into one output."""
+"""`mambaner tag` and `mambaner fetch`: documents from files or PubMed, through the tagger, into one output.
+
+The commands only map options to values and draw progress: `tag` builds one
+:class:`~mambaner_cli.runtime.run.TagOptions` and hands it to
+:func:`~mambaner_cli.runtime.run.run_tag_job`. Format names, extensions and help come from the format
+registry (:mod:`mambaner_cli.formats`), which is light enough to import here.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mambaner_cli.cli.common import INPUT_FORMATS, OUTPUT_FORMATS, cli, model_options, stderr_console
+from mambaner_cli.cli.common import cli, model_options, stderr_console
+from mambaner_cli.formats import INPUT_FORMATS, OUTPUT_FORMATS, STDIN_FORMAT, STDOUT_FORMAT, FileFormat
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from mambaner_cli.errors import ReadError
+    from mambaner_cli.fetch.source import PubmedOptions
+    from mambaner_cli.runtime.pipeline import RunSummary
 
 
-def pubmed_options(function: Callable) -> Callable:
-    """Options that take documents from PubMed (NCBI E-utilities) instead of files."""
+def pubmed_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that take documents from PubMed (NCBI E-utilities) instead of files; the command receives
+    them as one ``pubmed`` argument, a :class:`~mambaner_cli.fetch.source.PubmedOptions`."""
+
+    @functools.wraps(function)
+    def with_pubmed(*args: Any, pmids: tuple[str, ...], pmid_file: str | None, query: str | None,
+                    max_results: int, email: str | None, api_key: str | None, eutils_url: str | None,
+                    cache_dir: str | None, missing_file: str | None, retries: int, **kwargs: Any) -> Any:
+        from mambaner_cli.fetch.source import PubmedOptions
+
+        pubmed = PubmedOptions(pmid_lists=pmids, pmid_file=pmid_file, query=query, max_results=max_results,
+                               email=email, api_key=api_key, eutils_url=eutils_url, cache_dir=cache_dir,
+                               missing_file=missing_file, retries=retries)
+        return function(*args, pubmed=pubmed, **kwargs)
+
     for option in reversed([
         click.option("--pmid", "pmids", multiple=True, metavar="LIST", help="PMIDs, comma-separated (repeatable)."),
         click.option("--pmid-file", type=click.Path(allow_dash=True), help="File of PMIDs (one a line, # comments)."),
@@ -28,34 +59,104 @@ def pubmed_options(function: Callable) -> Callable:
         click.option("--retries", type=click.IntRange(0), default=5, show_default=True,
                      help="Retries of a request on timeouts, HTTP 429 and 5xx (exponential back-off)."),
     ]):
-        function = option(function)
-    return function
+        with_pubmed = option(with_pubmed)
+    return with_pubmed
 
 
-def fetch_settings(email: str | None, api_key: str | None, eutils_url: str | None, cache_dir: str | None,
-                   retries: int):
-    from pathlib import Path
-
-    from mambaner_cli.fetch import FetchSettings
-
-    return FetchSettings.from_env(email=email, api_key=api_key, base_url=eutils_url,
-                                  cache_dir=Path(cache_dir) if cache_dir else None, max_retries=retries)
-
-
-def fetch_progress(console, quiet: bool):
+def fetch_progress(console: Console, quiet: bool) -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("[bold]fetching"), BarColumn(), MofNCompleteColumn(), TextColumn("PMIDs"),
                     TimeElapsedColumn(), console=console, transient=True, disable=quiet)
 
 
-@cli.command()
+class ConsoleObserver(contextlib.AbstractContextManager):
+    """Progress bars, warnings and error lines on stderr; with --quiet only the error lines, plainly.
+
+    A :class:`~mambaner_cli.runtime.run.TagObserver` by its methods (a Protocol), so that this module
+    need not import the runtime, and with it lxml, when `mambaner --help` loads it. Use it in a ``with``
+    block around the run and its summary: the fetch bar stays up until the block ends, so the summary
+    is printed while it is still there, as `tag` has always shown it.
+    """
+
+    def __init__(self, console: Console, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+        self._displays = contextlib.ExitStack()  # what stays on screen until the with block ends
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._displays.close()
+
+    def warning(self, message: str) -> None:
+        self.console.print(f"warning: {message}")
+
+    @contextlib.contextmanager
+    def fetching(self, total: int) -> Iterator[Callable[[int, int], None]]:
+        progress = self._displays.enter_context(fetch_progress(self.console, self.quiet))
+        task = progress.add_task("fetch", total=total)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+    @contextlib.contextmanager
+    def tagging(self) -> Iterator[Callable[[RunSummary], None]]:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("[bold]tagging"), BarColumn(bar_width=None),
+                            TextColumn("{task.fields[docs]} documents, {task.fields[sents]} sentences, "
+                                       "{task.fields[rate]:.0f} sentences/s"),
+                            TimeElapsedColumn(), console=self.console, transient=True, disable=self.quiet)
+        with progress:
+            task = progress.add_task("tag", total=None, docs=0, sents=0, rate=0.0)
+
+            def on_progress(summary: RunSummary) -> None:
+                progress.update(task, docs=summary.documents, sents=summary.sentences,
+                                rate=summary.sentences / max(summary.seconds, 1e-9))
+
+            yield on_progress
+
+    def error(self, error: ReadError) -> None:
+        if self.quiet:  # the console is silenced; errors still go to stderr, without colour
+            click.echo(f"error: {error}", err=True)
+        else:
+            self.console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+
+
+def formats_help(title: str, registry: Mapping[str, FileFormat]) -> str:
+    """A help paragraph (kept as written: ``\\b``) with one line per format of ``registry``: its name, the
+    extensions that pick it (and those where the content decides) and what it is."""
+    lines = ["\b", title]
+    for fmt in registry.values():
+        extensions = ", ".join(fmt.named_extensions)
+        if fmt.sniffed_extensions:
+            extensions += f"; {', '.join(fmt.sniffed_extensions)} by content"
+        lines.append(f"  {fmt.name} ({extensions}): {fmt.help}")
+    return "\n".join(lines)
+
+
+TAG_HELP = f"""Tag INPUTS (files, directories, globs, or - for stdin) and write the mentions to OUTPUT.
+
+{formats_help(f"Inputs (--input-format; default: from each file's name, .gz too; {STDIN_FORMAT} for -):",
+              INPUT_FORMATS)}
+
+{formats_help(f"Outputs (--format; default: from the output file's extension; {STDOUT_FORMAT} for -):",
+              OUTPUT_FORMATS)}
+
+Or tag PubMed records fetched by PMID or query (NCBI E-utilities): --pmid, --pmid-file, --query.
+
+\b
+Examples:
+  mambaner tag examples/*.xml -o out.parquet
+  cat doc.txt | mambaner tag - -o - --format jsonl
+  mambaner tag --pmid 9949209,10023456 -o out.bioc.xml --email you@example.org
+"""
+
+
+@cli.command(help=TAG_HELP)
 @click.argument("inputs", nargs=-1)
 @click.option("-o", "--output", required=True, help="Output file, or - for standard output.")
-@click.option("-f", "--format", "fmt", type=click.Choice(OUTPUT_FORMATS),
-              help="Output format; default: from the output file's extension (jsonl for -).")
-@click.option("--input-format", type=click.Choice(INPUT_FORMATS),
-              help="Input format; default: from each file's extension (text for -).")
+@click.option("-f", "--format", "fmt", type=click.Choice(list(OUTPUT_FORMATS)),
+              help=f"Output format; default: from the output file's extension ({STDOUT_FORMAT} for -).")
+@click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)),
+              help=f"Input format; default: from each file's extension ({STDIN_FORMAT} for -).")
 @click.option("--lines", is_flag=True, help="Plain text: one document per line instead of per file.")
 @model_options
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
@@ -64,96 +165,31 @@ def fetch_progress(console, quiet: bool):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str | None, lines: bool,
         model: str | None, batch_size: int, device: str, convention: str | None, threads: int, fail_fast: bool,
-        quiet: bool,
-        pmids: tuple[str, ...], pmid_file: str | None, query: str | None, max_results: int, email: str | None,
-        api_key: str | None, eutils_url: str | None, cache_dir: str | None, missing_file: str | None,
-        retries: int) -> None:
-    """Tag INPUTS (files, directories, globs, or - for stdin) and write the mentions to OUTPUT.
+        quiet: bool, pubmed: PubmedOptions) -> None:
+    """`mambaner tag` (help: TAG_HELP, built from the format registry): every option into one TagOptions,
+    one run over the files and the PubMed records, then the summary and the exit status."""
+    from mambaner_cli.runtime.run import TagOptions, run_tag_job
 
-    \b
-    Inputs: PubMed XML (.xml, .xml.gz), plain text (.txt), PubTator (.pubtator, .PubTator.txt), BioC.
-    Outputs: Parquet (.parquet), CoNLL (.conll), BioC XML (.bioc.xml), JSONL (.jsonl), PubTator.
-
-    Or tag PubMed records fetched by PMID or query (NCBI E-utilities): --pmid, --pmid-file, --query.
-
-    \b
-    Examples:
-      mambaner tag examples/*.xml -o out.parquet
-      cat doc.txt | mambaner tag - -o - --format jsonl
-      mambaner tag --pmid 9949209,10023456 -o out.bioc.xml --email you@example.org
-    """
-    import itertools
-
-    from mambaner_cli.readers import expand_inputs, iter_documents
-    from mambaner_cli.writers import detect_output_format
-
-    from_pubmed = bool(pmids or pmid_file or query)
-    if not inputs and not from_pubmed:
+    options = TagOptions(output=output, inputs=inputs, output_format=fmt, input_format=input_format, lines=lines,
+                         model=model, batch_size=batch_size, device=device, convention=convention,
+                         threads=threads, fail_fast=fail_fast, quiet=quiet, pubmed=pubmed)
+    if not options.has_documents:
         raise click.UsageError("Give input files, directories, globs or - for stdin, or --pmid/--pmid-file/--query.")
-    fmt = fmt or detect_output_format(output)
-    items = iter_documents(expand_inputs(inputs), input_format=input_format, lines=lines) if inputs else iter(())
-    if not from_pubmed:
-        run_tagging(items, output, fmt, model, batch_size, device, fail_fast, quiet, threads=threads,
-                    convention=convention)
-        return
-    from mambaner_cli.fetch import FetchReport
-    from mambaner_cli.fetch.source import collect_pmids, pubmed_documents, report_failures
-
     console = stderr_console(quiet)
-    settings = fetch_settings(email, api_key, eutils_url, cache_dir, retries)
-    wanted = collect_pmids(pmids, pmid_file, query, max_results, settings, warn=lambda w: console.print(f"warning: {w}"))
-    report = FetchReport()
-    with fetch_progress(console, quiet) as progress:
-        task = progress.add_task("fetch", total=len(wanted))
-        fetched = pubmed_documents(wanted, settings, report,
-                                   on_progress=lambda done, total: progress.update(task, completed=done, total=total))
-        run_tagging(itertools.chain(items, fetched), output, fmt, model, batch_size, device, fail_fast, quiet,
-                    extra_failures=lambda: report_failures(report, missing_file), threads=threads,
-                    convention=convention)
-
-
-def run_tagging(items, output: str, fmt: str, model: str | None, batch_size: int, device: str,
-                fail_fast: bool, quiet: bool, extra_failures: Callable[[], list[str]] | None = None,
-                threads: int = 0, convention: str | None = None) -> None:
-    """Shared by `tag` for files and for PubMed fetches: progress, summary, exit status."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mambaner_cli.runtime.device import use_threads
-
-    use_threads(threads)
-    from mambaner_cli.runtime.run import tag_to_file
-    from mambaner_cli.runtime.load import load_tagger
-
-    console = stderr_console(quiet)
-    tagger = load_tagger(model, device=device, convention=convention)
-    progress = Progress(TextColumn("[bold]tagging"), BarColumn(bar_width=None),
-                        TextColumn("{task.fields[docs]} documents, {task.fields[sents]} sentences, "
-                                   "{task.fields[rate]:.0f} sentences/s"),
-                        TimeElapsedColumn(), console=console, transient=True, disable=quiet)
-    with progress:
-        task = progress.add_task("tag", total=None, docs=0, sents=0, rate=0.0)
-
-        def on_progress(summary) -> None:
-            progress.update(task, docs=summary.documents, sents=summary.sentences,
-                            rate=summary.sentences / max(summary.seconds, 1e-9))
-
-        def on_error(error) -> None:
-            progress.console.print(f"[red]error:[/red] {error}", markup=True, highlight=False) if not quiet \
-                else click.echo(f"error: {error}", err=True)
-
-        summary = tag_to_file(items, tagger, output, fmt, batch_size=batch_size, fail_fast=fail_fast,
-                              on_error=on_error, on_progress=on_progress)
-    failures = [str(e) for e in summary.errors] + (extra_failures() if extra_failures else [])
-    if not quiet:
-        rate = summary.sentences / max(summary.seconds, 1e-9)
-        console.print(f"{summary.documents} documents, {summary.sentences} sentences, {summary.mentions} "
-                      f"mentions in {summary.seconds:.1f} s ({rate:.0f} sentences/s) → {output}; model "
-                      f"{tagger.label}", markup=False)
-        if failures:
-            console.print(f"[red]{len(failures)} problem(s)[/red] in {len(summary.failed_sources)} input(s):")
-            for failure in failures:
-                console.print(f"  {failure}", markup=False)
-    if failures:
+    with ConsoleObserver(console, quiet) as observer:
+        result = run_tag_job(options, observer)
+        summary = result.summary
+        if not quiet:
+            rate = summary.sentences / max(summary.seconds, 1e-9)
+            console.print(f"{summary.documents} documents, {summary.sentences} sentences, {summary.mentions} "
+                          f"mentions in {summary.seconds:.1f} s ({rate:.0f} sentences/s) → {output}; model "
+                          f"{result.model_label}", markup=False)
+            if result.problems:
+                console.print(f"[red]{len(result.problems)} problem(s)[/red] in "
+                              f"{len(summary.failed_sources)} input(s):")
+                for problem in result.problems:
+                    console.print(f"  {problem}", markup=False)
+    if result.problems:
         sys.exit(1)
 
 
@@ -161,35 +197,28 @@ def run_tagging(items, output: str, fmt: str, model: str | None, batch_size: int
 @click.option("-o", "--output", required=True, help="PubMed XML file to write (.xml or .xml.gz), or -.")
 @pubmed_options
 @click.option("-q", "--quiet", is_flag=True)
-def fetch(output: str, pmids: tuple[str, ...], pmid_file: str | None, query: str | None, max_results: int,
-          email: str | None, api_key: str | None, eutils_url: str | None, cache_dir: str | None,
-          missing_file: str | None, retries: int, quiet: bool) -> None:
+def fetch(output: str, quiet: bool, pubmed: PubmedOptions) -> None:
     """Fetch PubMed records (by PMID or query) into one PubMed XML file, for later `mambaner tag` runs."""
     import gzip
 
-    from mambaner_cli.fetch import FetchReport, fetch_batches, write_pubmed_xml
-    from mambaner_cli.fetch.source import collect_pmids, report_failures
+    from mambaner_cli.fetch import write_pubmed_xml
+    from mambaner_cli.fetch.source import PubmedSource
     from mambaner_cli.writers import atomic_output
 
-    if not (pmids or pmid_file or query):
+    if not pubmed.requested:
         raise click.UsageError("Give --pmid, --pmid-file or --query.")
     console = stderr_console(quiet)
-    settings = fetch_settings(email, api_key, eutils_url, cache_dir, retries)
-    wanted = collect_pmids(pmids, pmid_file, query, max_results, settings, warn=lambda w: console.print(f"warning: {w}"))
-    report = FetchReport()
-    with fetch_progress(console, quiet) as progress, atomic_output(output) as stream:
-        task = progress.add_task("fetch", total=len(wanted))
-        batches = fetch_batches(wanted, settings, report,
-                                on_progress=lambda done, total: progress.update(task, completed=done, total=total))
-        if output.endswith(".gz"):
-            with gzip.GzipFile(fileobj=stream, mode="wb", mtime=0) as compressed:
-                write_pubmed_xml(batches, compressed)
-        else:
-            write_pubmed_xml(batches, stream)
-    failures = report_failures(report, missing_file)
+    with ConsoleObserver(console, quiet) as observer:
+        source = PubmedSource(pubmed, warn=observer.warning)
+        with observer.fetching(len(source.pmids)) as on_progress, atomic_output(output) as stream:
+            batches = source.batches(on_progress=on_progress)
+            if output.endswith(".gz"):
+                with gzip.GzipFile(fileobj=stream, mode="wb", mtime=0) as compressed:
+                    write_pubmed_xml(batches, compressed)
+            else:
+                write_pubmed_xml(batches, stream)
+    failures = source.failures()
     if not quiet:
-        console.print(f"{report.summary()} → {output}", markup=False)
+        console.print(f"{source.report.summary()} → {output}", markup=False)
     if failures:
         sys.exit(1)
-
-

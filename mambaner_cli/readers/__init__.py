@@ -1,8 +1,11 @@
 """Input readers: one module per format, each with ``read(stream, source, **options)``.
 
-This module maps format names to readers, guesses a file's format, expands directories and globs,
-and turns every file-level failure (missing, unreadable, corrupt gzip, malformed) into a yielded
-ReadError so that one bad input never stops a batch run.
+Which formats exist, which file names pick them and where each reader lives is the format registry's
+(:mod:`mambaner_cli.formats`); a reader module adds ``name``, ``extensions`` (the registry's) and, where
+the content decides between formats sharing an extension, ``sniff(head: bytes) -> bool``. This module
+expands directories and globs, opens (and un-gzips) each input, and turns every file-level failure
+(missing, unreadable, corrupt gzip, malformed) into a yielded ReadError so that one bad input never
+stops a batch run.
 """
 
 from __future__ import annotations
@@ -12,38 +15,23 @@ import glob
 import gzip
 import io
 import os
-import re
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import BinaryIO
 
+from mambaner_cli import formats
+from mambaner_cli.formats import detect_input_format as detect_format
+
 from ..document import Document
 from ..errors import InputError, MambanerError, ReadError
-from . import bioc, pubmed_xml, pubtator, text
 
-READERS: dict[str, ModuleType] = {"pubmed": pubmed_xml, "text": text, "pubtator": pubtator, "bioc": bioc}
+#: format name → reader module, imported when first used (reading text never loads lxml).
+READERS: Mapping[str, ModuleType] = formats.Implementations(formats.INPUT_FORMATS)
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_KNOWN_SUFFIXES = (".xml", ".txt", ".pubtator")
-_SNIFF_BYTES = 2048
-
-
-def detect_format(path: str) -> str:
-    """The format a file's name (and, for .xml and .txt, its first 2 kB) says it has."""
-    name = Path(path).name.lower().removesuffix(".gz")
-    if name.endswith(".bioc.xml"):
-        return "bioc"
-    if name.endswith(".xml"):
-        return "bioc" if re.search(rb"<collection[\s>]", _head(path)) else "pubmed"
-    if name.endswith((".pubtator.txt", ".pubtator")):
-        return "pubtator"
-    if name.endswith(".txt"):  # corpora ship PubTator as plain .txt (e.g. NCBItestset_corpus.txt)
-        return "pubtator" if re.match(rb"\s*[^\s|]+\|[ta]\|", _head(path)) else "text"
-    raise MambanerError(f"{path}: cannot tell the input format from the file name; "
-                        f"use --input-format ({'|'.join(READERS)})")
+__all__ = ["READERS", "detect_format", "expand_inputs", "iter_documents"]
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
@@ -60,7 +48,8 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
         for path in matches:
             if path != "-" and os.path.isdir(path):
                 paths += sorted(str(file) for file in Path(path).rglob("*")
-                                if file.is_file() and not file.name.startswith(".") and _known(file.name))
+                                if file.is_file() and not file.name.startswith(".")
+                                and formats.is_input_file(file.name))
             else:
                 paths.append(path)
     return list(dict.fromkeys(paths))
@@ -82,7 +71,7 @@ def iter_documents(inputs: Sequence[str], input_format: str | None = None, lines
                 if not stream.peek(1):
                     yield ReadError(source, "empty file")
                     continue
-                reader = READERS[input_format or ("text" if path == "-" else detect_format(path))]
+                reader = READERS[input_format or (formats.STDIN_FORMAT if path == "-" else detect_format(path))]
                 yield from reader.read(stream, source, lines=lines, keep_annotations=keep_annotations)
         except InputError as error:
             yield error.error
@@ -114,19 +103,6 @@ def _open(path: str, stdin: BinaryIO | None) -> Iterator[io.BufferedIOBase]:
                 stream = io.BufferedReader(stream)  # type: ignore[arg-type]
         else:
             stream = stack.enter_context(open(path, "rb"))
-        if stream.peek(2)[:2] == _GZIP_MAGIC:
+        if stream.peek(len(formats.GZIP_MAGIC))[:len(formats.GZIP_MAGIC)] == formats.GZIP_MAGIC:
             stream = stack.enter_context(gzip.GzipFile(fileobj=stream, mode="rb"))
         yield stream
-
-
-def _head(path: str) -> bytes:
-    """The first bytes of a file, decompressed if gzipped; nothing if it cannot be read."""
-    try:
-        with _open(path, None) as stream:
-            return stream.read(_SNIFF_BYTES)
-    except (OSError, EOFError, zlib.error):
-        return b""
-
-
-def _known(name: str) -> bool:
-    return name.lower().removesuffix(".gz").endswith(_KNOWN_SUFFIXES)

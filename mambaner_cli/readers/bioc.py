@@ -7,6 +7,7 @@ annotations come along as Spans (label = the ``type`` infon).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -14,7 +15,19 @@ from lxml import etree
 
 from ..document import Document, Passage, Span
 from ..errors import ReadError
+from ..formats import INPUT_FORMATS
 from ._xml import iter_records, text_of
+
+name = "bioc"
+extensions = INPUT_FORMATS[name].extensions  # the registry owns them; here for the reader interface
+
+_COLLECTION_ROOT = re.compile(rb"<collection[\s>]")
+
+
+def sniff(head: bytes) -> bool:
+    """Whether a file's first bytes hold a BioC ``<collection>`` root: PubTator Central and corpora ship
+    BioC as plain .xml, the extension PubMed XML has too, so for .xml the root tells them apart."""
+    return _COLLECTION_ROOT.search(head) is not None
 
 
 class _Invalid(Exception):

@@ -16,7 +16,11 @@ from lxml import etree
 
 from ..document import Document, make_document
 from ..errors import ReadError
+from ..formats import INPUT_FORMATS
 from ._xml import iter_records, normalize_space, text_of
+
+name = "pubmed"
+extensions = INPUT_FORMATS[name].extensions  # the registry owns them; here for the reader interface
 
 _ROOT_HINT = "; is it PubMed XML? Pick the reader with --input-format"
 RECORDS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation")

@@ -15,9 +15,20 @@ from typing import BinaryIO
 
 from ..document import Document, Span, make_document
 from ..errors import ReadError
+from ..formats import INPUT_FORMATS
 from .text import decode
 
+name = "pubtator"
+extensions = INPUT_FORMATS[name].extensions  # the registry owns them; here for the reader interface
+
 _TEXT_LINE = re.compile(r"([^|\t]+)\|([ta])\|(.*)")
+_FIRST_TEXT_LINE = re.compile(rb"\s*[^\s|]+\|[ta]\|")
+
+
+def sniff(head: bytes) -> bool:
+    """Whether a file's first bytes are PubTator (``PMID|t|title``): corpora ship PubTator as plain .txt
+    (e.g. NCBItestset_corpus.txt), so for .txt the content, not the name, tells it from plain text."""
+    return _FIRST_TEXT_LINE.match(head) is not None
 
 
 @dataclass

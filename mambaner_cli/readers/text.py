@@ -12,6 +12,10 @@ from typing import BinaryIO
 
 from ..document import Document, Passage
 from ..errors import InputError, ReadError
+from ..formats import INPUT_FORMATS
+
+name = "text"
+extensions = INPUT_FORMATS[name].extensions  # the registry owns them; here for the reader interface
 
 
 def read(stream: BinaryIO, source: str, *, lines: bool = False, **_options: object

@@ -15,25 +15,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from queue import Full, Queue
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from mambaner_cli.document import Document
 from mambaner_cli.errors import ReadError
+from mambaner_cli.runtime.sentence_tagger import SentenceTagger
 from mambaner_cli.runtime.spans import spans_from_tags
 from mambaner_cli.text.sentences import segment_document
 
 T = TypeVar("T")
-
-
-class SentenceTagger(Protocol):
-    name: str
-
-    @property
-    def label(self) -> str:
-        """What outputs record as the tagging model (its name, and how it tags, e.g. its convention)."""
-        ...
-
-    def tag(self, sentences: list[list[str]], batch_size: int = 32) -> list[tuple[list[str], list[float]]]: ...
+__all__ = ["RunSummary", "SentenceTagger", "tag_chunk", "tag_documents", "tag_segmented"]
 
 
 @dataclass

@@ -1,44 +1,28 @@
-"""Fine-tuned pretrained Mambas at run time: words ↔ subwords, and model directories of the finetune recipe.
+"""Fine-tuned pretrained Mambas at run time: words ↔ subwords, and the finetune recipe's tagger.
 
 The data and the pipeline are word-tokenized; a pretrained Mamba reads its own subwords. Each word is
 encoded on its own (so word boundaries are exact) and is represented by one of its subwords: the
 first (the usual choice for BERT-style NER), or the last, which in a causal model is the only subword
 that has seen the whole word. Only that subword carries the word's label in training; the others
-are ignored by the loss. Tagging gives one tag per word.
-
-A finetune model directory::
-
-    config.json         {"format": "mambaner-tagger", "version": 1, "recipe": "finetune", "base_model",
-                         "base_model_path", "labels", "max_length", "bidirectional", "window",
-                         "label_subword", "weights": "lora" | "full" | "merged", ...}
-    tokenizer/          the base model's tokenizer (save_pretrained)
-    adapter/            the LoRA adapter (peft save_pretrained)         weights == "lora"
-    backbone/           the whole fine-tuned backbone (save_pretrained)  weights == "full" | "merged"
-    head.safetensors    the classification head
-    README.md, metrics.json, training_args.json
-
-With LoRA weights the base model is read from ``base_model_path`` (the absolute path it had at
-training time) when that exists, else from ``base_model`` as given (a path or a Hugging Face hub id).
+are ignored by the loss. Tagging gives one tag per word. (The model directory's format:
+runtime/model_dir.py.)
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.models.pretrained import IGNORE_INDEX, PretrainedTagger
 from mambaner_cli.runtime.device import pick_device
+from mambaner_cli.runtime.model_dir import FINETUNE_WINDOW, LABEL_SUBWORDS, load_finetune
+from mambaner_cli.runtime.sentence_tagger import TaggedSentence, model_label, windows
 from mambaner_cli.runtime.spans import repair_iob
-from mambaner_cli.runtime.tagger import TaggedSentence, Tagger, windows
 
-LABEL_SUBWORDS = ("first", "last")
-DEFAULT_WINDOW = 512  # subwords per tagging window; only bounds memory (the backbone saw long contexts)
 _CACHE_LIMIT = 200_000  # encoded words kept per WordPieces
 
 
@@ -144,87 +128,18 @@ def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> d
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-@contextlib.contextmanager
-def no_progress_bars() -> Iterator[None]:
-    """Silence transformers' "Loading weights"/"Writing model shards" bars, which would cut through our
-    own progress display and log."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
-def load_backbone(source: str | Path, dtype: torch.dtype = torch.float32):
-    """A transformers ``MambaModel`` from a directory or hub id (a ``MambaForCausalLM`` checkpoint too)."""
-    from transformers import MambaModel
-
-    try:
-        with no_progress_bars():
-            model = MambaModel.from_pretrained(str(source))
-    except (OSError, ValueError) as error:
-        raise MambanerError(f"Could not load the Mamba model {str(source)!r}: {error}. Give a local directory "
-                            "written by save_pretrained, or a hub id such as state-spaces/mamba-130m-hf "
-                            "(needs the Hugging Face hub or its cache).") from None
-    return model.to(dtype)  # our CPU scan computes in float32; some checkpoints are stored in half
-
-
-def load_tokenizer(source: str | Path):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(source))
-    except (OSError, ValueError) as error:
-        raise MambanerError(f"Could not load a tokenizer from {str(source)!r}: {error}") from None
-
-
-def base_model_source(config: dict[str, Any]) -> str:
-    """Where the base weights of a LoRA model directory are: its recorded absolute path, else as given."""
-    recorded = config.get("base_model_path")
-    if recorded and Path(recorded).is_dir():
-        return recorded
-    return config["base_model"]
-
-
-def load_network(model_dir: Path, config: dict[str, Any]) -> PretrainedTagger:
-    """The fine-tuned network of a finetune model directory, in eval mode."""
-    from safetensors.torch import load_file
-
-    weights = config.get("weights", "lora")
-    if weights not in ("lora", "full", "merged"):
-        raise MambanerError(f"{model_dir / 'config.json'}: unknown weights kind {weights!r}.")
-    backbone_dir = model_dir / "backbone"
-    if weights != "lora" and not (backbone_dir / "config.json").is_file():
-        raise MambanerError(f"{backbone_dir} is missing: the model directory is incomplete.")
-    backbone = load_backbone(backbone_dir if weights != "lora" else base_model_source(config))
-    network = PretrainedTagger(backbone, config["labels"], bidirectional=config.get("bidirectional", False))
-    if weights == "lora":
-        from peft import PeftModel
-
-        adapter = model_dir / "adapter"
-        if not (adapter / "adapter_config.json").is_file():
-            raise MambanerError(f"{adapter} is missing: the model directory is incomplete.")
-        PeftModel.from_pretrained(network, str(adapter))  # injects the adapter into ``network`` in place
-    head = model_dir / "head.safetensors"
-    if not head.is_file():
-        raise MambanerError(f"{head} is missing: the model directory is incomplete.")
-    network.head.load_state_dict(load_file(str(head)))
-    return network.eval()
-
-
-class SubwordTagger(Tagger):
-    """``Tagger`` for finetune model directories: same ``load``/``tag`` contract, one tag per word.
+class SubwordTagger:
+    """The finetune recipe's network as a :class:`~mambaner_cli.runtime.sentence_tagger.SentenceTagger`: one
+    tag per word.
 
     A sentence longer than the window (in subwords) is tagged in overlapping windows; each word takes
     its tag from the window in which its representing subword sits furthest from an edge.
     """
 
+    convention: str | None = None  # a fine-tuned model has no annotation conventions
+
     def __init__(self, model: PretrainedTagger, pieces: WordPieces, name: str, device: torch.device,
-                 window: int = DEFAULT_WINDOW) -> None:
+                 window: int = FINETUNE_WINDOW) -> None:
         self.model = model.to(device).eval()
         self.pieces = pieces
         self.name = name
@@ -233,16 +148,19 @@ class SubwordTagger(Tagger):
         self.labels: list[str] = list(model.labels)
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, config: dict[str, Any], device: str = "auto") -> SubwordTagger:
-        tokenizer = load_tokenizer(model_dir / "tokenizer")
-        pieces = WordPieces(tokenizer, config.get("label_subword", "first"))
-        return cls(load_network(model_dir, config), pieces, config.get("name", model_dir.name),
-                   pick_device(device), config.get("window", DEFAULT_WINDOW))
+    def from_model_dir(cls, model_dir: Path, config: dict[str, Any], device: str = "auto",
+                       convention: str | None = None) -> SubwordTagger:
+        loaded = load_finetune(model_dir, config, convention)
+        return cls(loaded.network, WordPieces(loaded.tokenizer, loaded.label_subword), loaded.name,
+                   pick_device(device), loaded.window)
 
     @property
     def label(self) -> str:
-        """What outputs record as the tagging model: a fine-tuned model has no conventions, only a name."""
-        return self.name
+        return model_label(self.name, self.convention)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     @torch.inference_mode()
     def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[TaggedSentence]:

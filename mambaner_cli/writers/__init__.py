@@ -1,8 +1,10 @@
-"""Output writers, the format registry, and crash-safe output files.
+"""Output writers and crash-safe output files.
 
-``WRITERS`` maps a format name to its writer class; :func:`detect_output_format` picks the format from
-the output path's extension; :func:`atomic_output` makes sure that an interrupted run never leaves a
-truncated file behind (or clobbers the previous output); :func:`open_writer` combines the three.
+Which formats exist, which extensions pick them and where each writer class lives is the format
+registry's (:mod:`mambaner_cli.formats`). Here, ``WRITERS`` maps a format name to its writer class
+(imported on first use: writing JSONL never loads pyarrow); :func:`atomic_output` makes sure that an
+interrupted run never leaves a truncated file behind (or clobbers the previous output); :func:`open_writer`
+combines a writer with it.
 """
 
 from __future__ import annotations
@@ -11,25 +13,26 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
+
+from mambaner_cli import formats
+from mambaner_cli.formats import detect_output_format
 
 from ..errors import MambanerError
 from .base import Writer
-from .bioc import BiocWriter
-from .conll import ConllWriter
-from .jsonl import JsonlWriter
-from .parquet import ParquetWriter
-from .pubtator import PubtatorWriter
 
-WRITERS: dict[str, type[Writer]] = {
-    cls.name: cls for cls in (ParquetWriter, ConllWriter, BiocWriter, JsonlWriter, PubtatorWriter)
-}
+#: format name → writer class, each imported when first used.
+WRITERS: Mapping[str, type[Writer]] = formats.Implementations(formats.OUTPUT_FORMATS)
 
 # Written to standard output when no --format is given.
-DEFAULT_STDOUT_FORMAT = "jsonl"
+DEFAULT_STDOUT_FORMAT = formats.STDOUT_FORMAT
+
+# The writer classes by their class names (ParquetWriter…), for `from mambaner_cli.writers import …`.
+_CLASS_NAMES = {fmt.attribute: fmt for fmt in formats.OUTPUT_FORMATS.values() if fmt.attribute}
 
 __all__ = [
+    "DEFAULT_STDOUT_FORMAT",
     "WRITERS",
     "BiocWriter",
     "ConllWriter",
@@ -43,23 +46,12 @@ __all__ = [
 ]
 
 
-def detect_output_format(path: str) -> str:
-    """The format name for an output path, from its extension (``-``, standard output, gives jsonl).
-
-    Raises :class:`MambanerError` when the extension is not one a writer claims.
-    """
-    if path == "-":
-        return DEFAULT_STDOUT_FORMAT
-    name = os.path.basename(path).lower()
-    # Longest extension first, so that ".bioc.xml" wins over ".xml".
-    claims = sorted(((ext, fmt) for fmt, cls in WRITERS.items() for ext in cls.extensions),
-                    key=lambda item: -len(item[0]))
-    for ext, fmt in claims:
-        if name.endswith(ext) and len(name) > len(ext):
-            return fmt
-    known = ", ".join(f"{fmt} ({' '.join(cls.extensions)})" for fmt, cls in WRITERS.items())
-    raise MambanerError(
-        f"cannot tell the output format of '{path}' from its extension; pass --format with one of: {known}")
+def __getattr__(name: str) -> Any:
+    """``ParquetWriter`` and the other classes, imported when asked for (PEP 562), so that importing
+    this package stays cheap."""
+    if name in _CLASS_NAMES:
+        return _CLASS_NAMES[name].load()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _new_file_mode() -> int:
@@ -122,10 +114,10 @@ def open_writer(path: str, fmt: str | None = None, **kwargs: Any) -> Iterator[Wr
     the partial output is discarded. ``kwargs`` go to the writer (``model``, ``source``, ``date``…).
     """
     fmt = fmt or detect_output_format(path)
-    cls = WRITERS.get(fmt)
-    if cls is None:
+    if fmt not in WRITERS:
         raise MambanerError(f"unknown output format '{fmt}'; choose one of: {', '.join(WRITERS)}")
+    writer_class = WRITERS[fmt]  # imported before the output file is created
     with atomic_output(path) as stream:
-        writer = cls(stream, **kwargs)
+        writer = writer_class(stream, **kwargs)
         yield writer
         writer.close()

@@ -12,14 +12,24 @@ from __future__ import annotations
 from typing import BinaryIO, ClassVar
 
 from ..document import Document
+from ..formats import OUTPUT_FORMATS
+
+
+class _RegisteredExtensions:
+    """``Writer.extensions``, read from the format registry: a writer declares only its ``name``, so that
+    which file names pick which format is written down once (:mod:`mambaner_cli.formats`)."""
+
+    def __get__(self, instance: Writer | None, owner: type[Writer]) -> tuple[str, ...]:
+        registered = OUTPUT_FORMATS.get(owner.name)
+        return registered.extensions if registered else ()
 
 
 class Writer:
-    """Base class: subclasses implement :meth:`_write_document` and, if the format has a footer,
-    :meth:`_finish`."""
+    """Base class: subclasses set :attr:`name` (their registry entry) and implement
+    :meth:`_write_document` and, if the format has a footer, :meth:`_finish`."""
 
     name: ClassVar[str] = ""
-    extensions: ClassVar[tuple[str, ...]] = ()
+    extensions: ClassVar[tuple[str, ...]] = _RegisteredExtensions()  # type: ignore[assignment]
 
     def __init__(self, stream: BinaryIO, *, model: str = "", source: str = "mambaner") -> None:
         self.stream = stream

@@ -70,7 +70,6 @@ def _infon(key: str, value: str, indent: str) -> str:
 
 class BiocWriter(Writer):
     name = "bioc"
-    extensions = (".bioc.xml", ".xml", ".bioc")
 
     def __init__(self, stream: BinaryIO, *, model: str = "", source: str = "mambaner",
                  date: str | None = None, key: str = "mambaner.key") -> None:

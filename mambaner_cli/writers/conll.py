@@ -46,7 +46,6 @@ def iob2_tags(sentence: Sentence, spans: list[Span]) -> list[str]:
 
 class ConllWriter(Writer):
     name = "conll"
-    extensions = (".conll", ".tsv")
 
     def _write_document(self, doc: Document) -> None:
         lines = [f"# doc_id = {one_line(doc.id)}\n"]

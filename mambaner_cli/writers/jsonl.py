@@ -29,7 +29,6 @@ from .base import Writer
 
 class JsonlWriter(Writer):
     name = "jsonl"
-    extensions = (".jsonl", ".json")
 
     def _write_document(self, doc: Document) -> None:
         record: dict[str, Any] = {

@@ -51,7 +51,6 @@ SCHEMA = pa.schema([
 
 class ParquetWriter(Writer):
     name = "parquet"
-    extensions = (".parquet",)
 
     def __init__(self, stream: BinaryIO, *, model: str = "", source: str = "mambaner",
                  row_group_rows: int = 10_000, compression: str = "snappy") -> None:

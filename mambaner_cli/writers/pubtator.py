@@ -40,7 +40,6 @@ def split_title_abstract(doc: Document) -> tuple[str, str]:
 
 class PubtatorWriter(Writer):
     name = "pubtator"
-    extensions = (".pubtator", ".txt")
 
     def _write_document(self, doc: Document) -> None:
         doc_id = one_line(doc.id)

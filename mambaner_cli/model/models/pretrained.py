@@ -1,7 +1,11 @@
-"""A token classifier over a pretrained transformers ``MambaModel``: subword states → linear head.
+"""A token classifier over a pretrained Mamba language model: subword states → linear head.
 
 This is the network of the ``finetune`` recipe (the paper's setup: a pretrained Mamba language model,
-LoRA-tuned for NER). It sees subword ids; each word is represented by one of its subwords (the first,
+LoRA-tuned for NER). The backbone is our :class:`~mambaner_cli.model.modules.block.MambaStack`, the block
+the scratch tagger uses too; a Hugging Face checkpoint loads into it by parameter name (the names are
+transformers' ``MambaModel``'s), which runtime/model_dir.py does: transformers stays at that boundary.
+
+It sees subword ids; each word is represented by one of its subwords (the first,
 or the last: see ``label_subword`` in runtime/subword.py), and decoding runs over those word positions
 only, with the IOB2-constrained Viterbi of model/crf.py, so the output is always valid IOB2.
 
@@ -19,11 +23,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import MambaModel
-from transformers.models.mamba.modeling_mamba import MambaMixer
 
-from mambaner_cli.model.mixer import use_fast_scan
 from mambaner_cli.model.models.tagger import reverse_index
+from mambaner_cli.model.modules.block import MambaStack
 from mambaner_cli.model.modules.crf import constrained_viterbi
 
 IGNORE_INDEX = -100  # label of subwords that carry no word label (cross-entropy skips them)
@@ -39,29 +41,29 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 class PretrainedTagger(nn.Module):
     """Linear head (with dropout) on the states of a pretrained Mamba backbone."""
 
-    def __init__(self, backbone: MambaModel, labels: list[str], bidirectional: bool = False,
-                 dropout: float = 0.1, fast_scan: bool = True) -> None:
+    def __init__(self, backbone: MambaStack, labels: list[str], bidirectional: bool = False,
+                 dropout: float = 0.1) -> None:
         super().__init__()
-        # fast_scan=False keeps transformers' own mixer (its sequential CPU path); only for comparisons:
-        # that mixer reads dt_proj.weight directly, so a LoRA adapter on dt_proj would be ignored.
-        self.backbone = use_fast_scan(backbone) if fast_scan else backbone
+        self.backbone = backbone
         self.labels = list(labels)
         self.bidirectional = bidirectional
         directions = 2 if bidirectional else 1
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(directions * backbone.config.hidden_size, len(self.labels))
 
-    def _states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask.long(), use_cache=False)
-        return output.last_hidden_state  # b l h
+    def _states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, infer: bool) -> torch.Tensor:
+        embedded = self.backbone.embed(input_ids)  # b l h
+        mask = attention_mask.long()  # b l
+        return self.backbone.infer(embedded, mask) if infer else self.backbone(embedded, mask)  # b l h
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Emission scores [b, l, t] at every subword (padding rows are meaningless)."""
-        states = self._states(input_ids, attention_mask)  # b l h
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, infer: bool = False) -> torch.Tensor:
+        """Emission scores [b, l, t] at every subword (padding rows are meaningless); ``infer``: the
+        backbone's inference path (no autograd; what ``decode`` uses)."""
+        states = self._states(input_ids, attention_mask, infer)  # b l h
         if self.bidirectional:
             index = reverse_index(attention_mask.bool())  # b l    reverses each row within its length
             reversed_ids = input_ids.gather(1, index)  # b l
-            backward = _gather(self._states(reversed_ids, attention_mask), index)  # b l h
+            backward = _gather(self._states(reversed_ids, attention_mask, infer), index)  # b l h
             states = torch.cat([states, backward], dim=-1)  # b l 2h
         return self.head(self.dropout(states.float()))  # b l t
 
@@ -79,7 +81,7 @@ class PretrainedTagger(nn.Module):
         Call ``eval()`` first (dropout).
         """
         word_mask = word_mask.bool()
-        emissions = self.forward(input_ids, attention_mask)  # b l t
+        emissions = self.forward(input_ids, attention_mask, infer=True)  # b l t
         words = _gather(emissions, word_positions)  # b w t
         log_probs = F.log_softmax(words.float(), dim=-1)  # b w t
         paths = constrained_viterbi(log_probs, word_mask, self.labels)
@@ -95,18 +97,13 @@ def add_lora(model: PretrainedTagger, r: int = 8, alpha: int = 16, dropout: floa
     """Inject LoRA adapters into the backbone's projections, in place; the head stays fully trainable.
 
     Returns the ``peft.PeftModel`` wrapper (for ``save_pretrained`` of the adapter); keep using ``model``
-    itself for forward/loss/decode. peft refuses ``out_proj`` on a bare transformers Mamba because the
-    original mixer's fused CUDA path reads ``out_proj.weight`` directly (and its CPU path does the same
-    with ``dt_proj.weight``), silently skipping an adapter. ``FastMambaMixer`` calls every projection as
-    a module and only takes the fused path when they are plain ``nn.Linear``s, so all four adapters take
-    effect here; the adapter is therefore attached through this wrapper module (peft's check looks for
-    ``config.model_type == "mamba"`` on the model it is given), and only with the fast mixer in place.
+    itself for forward/loss/decode. peft refuses ``out_proj`` on a transformers Mamba because that
+    mixer's fused CUDA path reads ``out_proj.weight`` directly (and its CPU path ``dt_proj.weight``),
+    silently skipping an adapter. Our mixer calls every projection as a module and takes the fused
+    kernel only when they are plain ``nn.Linear``s, so all four adapters take effect here.
     """
     from peft import LoraConfig, get_peft_model
 
-    if any(type(m) is MambaMixer for m in model.backbone.modules()):
-        raise ValueError("add_lora needs the fast mixer (PretrainedTagger(fast_scan=True)): transformers' "
-                         "mixer ignores adapters on dt_proj and, on CUDA, on out_proj")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
     wrapped = get_peft_model(model, config)
     wrapped.peft_config["default"].base_model_name_or_path = base_model  # recorded in adapter_config.json

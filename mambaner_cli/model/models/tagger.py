@@ -1,30 +1,22 @@
 """The tagger network: token features → forward (and backward) Mamba → emissions → CRF or softmax.
 
 Shapes: b sentences, l positions (right padding, ``mask`` True at tokens), h = hidden_size, t tags.
-The backbones are real transformers ``MambaModel``s fed through ``inputs_embeds``, with their mixers
-swapped for ``FastMambaMixer`` (training), or ``backbone.LightMambaModel``s: the same network and
-parameter names without importing transformers (tagging, ``backbone="light"``). The backward one reads
-each sentence reversed within its own length, so padding stays at the end in both directions and never
-reaches a real token.
+Both directions are :class:`~mambaner_cli.model.modules.block.MambaStack` stacks fed with the token features;
+training runs their differentiable ``forward``, tagging (``decode``) their ``infer``: the same block, the
+same weights. The backward stack reads each sentence reversed within its own length, so padding stays at
+the end in both directions and never reaches a real token.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mambaner_cli.model.config import TaggerConfig
-from mambaner_cli.model.modules.block import BackboneConfig, LightMambaModel
+from mambaner_cli.model.modules.block import BackboneConfig, MambaStack
 from mambaner_cli.model.modules.crf import CRF, constrained_viterbi
 from mambaner_cli.model.modules.embeddings import TokenFeatures
-
-if TYPE_CHECKING:  # transformers is imported only when a transformers backbone is built (seconds of CPU)
-    from transformers import MambaConfig
-
-BACKBONES = ("transformers", "light")
 
 
 def reverse_index(mask: torch.Tensor) -> torch.Tensor:
@@ -43,14 +35,12 @@ def _gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class MambaTagger(nn.Module):
-    def __init__(self, config: TaggerConfig, backbone: str = "transformers") -> None:
+    def __init__(self, config: TaggerConfig) -> None:
         super().__init__()
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, not {backbone!r}")
         self.config = config
         self.features = TokenFeatures(config)
-        self.forward_mamba = self.build_backbone(config, backbone)
-        self.backward_mamba = self.build_backbone(config, backbone) if config.bidirectional else None
+        self.forward_mamba = MambaStack(self.backbone_config(config))
+        self.backward_mamba = MambaStack(self.backbone_config(config)) if config.bidirectional else None
         directions = 2 if config.bidirectional else 1
         self.dropout = nn.Dropout(config.dropout)
         self.emissions = nn.Linear(directions * config.hidden_size, config.num_tags)
@@ -63,60 +53,39 @@ class MambaTagger(nn.Module):
             self.convention_emission_bias = nn.Parameter(torch.zeros(count, config.num_tags))
         self.crf = CRF(config.labels) if config.use_crf else None
 
-    @classmethod
-    def build_backbone(cls, config: TaggerConfig, backbone: str) -> nn.Module:
-        """One Mamba stack: transformers' (with ``FastMambaMixer``) or the light one; same parameters."""
-        if backbone == "light":
-            return LightMambaModel(BackboneConfig(hidden_size=config.hidden_size, num_layers=config.num_layers,
-                                                  state_size=config.state_size, expand=config.expand,
-                                                  conv_kernel=config.conv_kernel))
-        from transformers import MambaModel
-
-        from mambaner_cli.model.mixer import use_fast_scan
-
-        return use_fast_scan(MambaModel(cls.backbone_config(config)))
-
     @staticmethod
-    def backbone_config(config: TaggerConfig) -> MambaConfig:
-        """A MambaModel config for ``inputs_embeds`` use: its 1-entry token embedding is never read."""
-        from transformers import MambaConfig
+    def backbone_config(config: TaggerConfig) -> BackboneConfig:
+        """One direction's Mamba stack; its 1-entry token embedding is never read (features come in)."""
+        return BackboneConfig(hidden_size=config.hidden_size, num_layers=config.num_layers,
+                              state_size=config.state_size, expand=config.expand, conv_kernel=config.conv_kernel)
 
-        return MambaConfig(
-            vocab_size=1,
-            hidden_size=config.hidden_size,
-            num_hidden_layers=config.num_layers,
-            state_size=config.state_size,
-            expand=config.expand,
-            conv_kernel=config.conv_kernel,
-            use_cache=False,
-            pad_token_id=0,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-
-    def _run(self, backbone: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[b, l, h] → [b, l, h] through one Mamba stack (no cache: whole sentences at once)."""
-        output = backbone(inputs_embeds=x, attention_mask=mask.long(), use_cache=False)
-        return output.last_hidden_state  # b l h
+    def _states(self, x: torch.Tensor, mask: torch.Tensor, infer: bool) -> torch.Tensor:
+        """[b, l, h] token features → [b, l, h] or [b, l, 2h] Mamba states, both directions."""
+        attention_mask = mask.long()  # b l    (1 at tokens)
+        run = (lambda stack, h: stack.infer(h, attention_mask)) if infer else \
+            (lambda stack, h: stack(h, attention_mask))
+        states = run(self.forward_mamba, x)  # b l h
+        if self.backward_mamba is not None:
+            index = reverse_index(mask)  # b l
+            reversed_x = _gather_positions(x, index)  # b l h    each sentence right to left
+            backward = _gather_positions(run(self.backward_mamba, reversed_x), index)  # b l h
+            states = torch.cat([states, backward], dim=-1)  # b l 2h
+        return states
 
     def forward(
         self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
         lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None,
+        infer: bool = False,
     ) -> torch.Tensor:
         """Emission scores [b, l, t] (unnormalised; padding rows are meaningless).
 
         ``convention_ids`` [b]: each sentence's annotation convention (an index into
-        ``config.conventions``), required by a network that has conventions.
+        ``config.conventions``), required by a network that has conventions. ``infer``: the Mamba stacks'
+        inference path (no autograd; what ``decode`` uses).
         """
         mask = mask.bool()
-        x = self.features(word_ids, char_ids, case_ids, lexicon_ids, convention_ids)  # b l h
-        states = self._run(self.forward_mamba, x, mask)  # b l h
-        if self.backward_mamba is not None:
-            index = reverse_index(mask)  # b l
-            reversed_x = _gather_positions(x, index)  # b l h    each sentence right to left
-            backward = _gather_positions(self._run(self.backward_mamba, reversed_x, mask), index)  # b l h
-            states = torch.cat([states, backward], dim=-1)  # b l 2h
-        states = self.dropout(states)
+        x = self.features(word_ids, char_ids, case_ids, lexicon_ids, convention_ids, infer)  # b l h
+        states = self.dropout(self._states(x, mask, infer))  # b l 2h
         emissions = self.emissions(states)  # b l t
         if self.convention_emissions is not None:
             weight = self.convention_emissions[convention_ids]  # b t 2h
@@ -152,7 +121,8 @@ class MambaTagger(nn.Module):
         probability without a CRF. Call ``eval()`` first (dropout).
         """
         mask = mask.bool()
-        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids).float()  # b l t
+        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids,
+                                 infer=True).float()  # b l t
         if self.crf is not None:
             paths = self.crf.viterbi(emissions, mask)
             probabilities = self.crf.marginals(emissions, mask)  # b l t

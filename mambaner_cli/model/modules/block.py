@@ -1,13 +1,13 @@
-"""A Mamba backbone that needs nothing but torch: transformers' ``MambaModel`` for tagging, light to import.
+"""The Mamba block and a stack of them: the one implementation that both trains and tags.
 
-Why: importing transformers' ``modeling_mamba`` pulls in most of transformers (and torch.distributed,
-dynamo, sympy…): about 4-6 s of CPU, more than `mambaner tag` spends tagging a short document. This
-module computes the same function as ``MambaModel`` whose mixers ``use_fast_scan`` made
-``FastMambaMixer`` (the CPU path: [b, l, channels] layout, causal depthwise convolution as K shifted
-multiply-adds, ``scan.scan_channels_last``), with exactly the same parameter names and shapes, so one
-state dict loads into either::
+Glossary (as in ops/scan.py): b sentences, l positions, h = hidden_size, d = expand * h SSM channels,
+n = state_size, r = the rank of Δ's projection, K = conv_kernel.
 
-    embeddings.weight                              [vocab, h]   (unused with inputs_embeds)
+Parameter names and shapes are transformers' ``MambaModel``'s, so a pretrained Hugging Face Mamba
+checkpoint loads into :class:`MambaStack` by name (models/pretrained.py) and the shipped models' weights
+load unchanged::
+
+    embeddings.weight                              [vocab, h]   (the scratch tagger feeds embeddings: unused)
     layers.{i}.norm.weight                         [h]          RMSNorm before the mixer
     layers.{i}.mixer.in_proj.weight (.bias)        [2d, h]      x and the gate z
     layers.{i}.mixer.conv1d.weight, .bias          [d, 1, K], [d]   causal depthwise convolution
@@ -17,12 +17,16 @@ state dict loads into either::
     layers.{i}.mixer.out_proj.weight (.bias)       [h, d]
     norm_f.weight                                  [h]
 
-(h = hidden_size, d = expand * h, n = state_size, r = ceil(h / 16) unless given, K = conv_kernel.)
+Two explicit entry points, never chosen behind the caller's back:
 
-It is an inference backbone: training keeps transformers' ``MambaModel`` (its initialisation, PEFT and
-gradient checkpointing support); tagging loads the trained weights into this one. Step-by-step
-generation with a cache is not supported (a tagger reads whole sentences). On CUDA with mamba_ssm
-installed the scan runs through its fused kernel (``scan.selective_scan``), as ``FastMambaMixer`` does.
+* ``forward`` — differentiable, batch-major [b, l, ·] (training; the CPU scan has a hand-written
+  backward). On CUDA with mamba-ssm installed, its kernels: the fused block kernel while training
+  without padding, the fused scan otherwise.
+* ``infer`` — no autograd, for tagging: on a CPU the same operations in the same order in a time-major
+  [l, b, ·] layout (the convolution and the scan then work on contiguous runs of positions, and two
+  copies per mixer are saved), so the same numbers; on CUDA it is ``forward`` without a graph.
+
+Computing in float32 as transformers does: RMSNorm statistics, the scan, the residual stream.
 """
 
 from __future__ import annotations
@@ -44,10 +48,17 @@ from mambaner_cli.model.ops.scan import (
     selective_scan,
 )
 
+try:  # mamba-ssm's fused in_proj-output → conv → scan → out_proj kernel (CUDA only, optional extra)
+    import causal_conv1d  # noqa: F401  (the fused kernel calls its convolution: a partial install skips it)
+    from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn as _mamba_inner_fn
+except (ImportError, OSError):  # OSError: a build that does not match the installed CUDA/torch
+    _mamba_inner_fn = None
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """The MambaConfig fields the backbone reads (transformers' defaults)."""
+    """The shape of a Mamba stack and how it is initialised: transformers' ``MambaConfig`` fields and
+    defaults, so that a seed gives the weights a transformers ``MambaModel`` of this shape gets."""
 
     hidden_size: int
     num_layers: int
@@ -60,6 +71,14 @@ class BackboneConfig:
     use_bias: bool = False
     use_conv_bias: bool = True
     residual_in_fp32: bool = True
+    # initialisation (Mamba's: Gu & Dao 2023, section 3.6 and their reference code)
+    initializer_range: float = 0.1  # std of the normal draw for linear and embedding weights
+    time_step_init_scheme: str = "random"  # dt_proj.weight: uniform ±scale/sqrt(r) ("random") or constant
+    time_step_scale: float = 1.0
+    time_step_min: float = 0.001  # initial Δ log-uniform in [min, max], floored
+    time_step_max: float = 0.1
+    time_step_floor: float = 1e-4
+    rescale_prenorm_residual: bool = False
 
     @property
     def intermediate_size(self) -> int:
@@ -73,23 +92,21 @@ class BackboneConfig:
     def from_mamba_config(cls, config: Any) -> BackboneConfig:
         """From a transformers ``MambaConfig`` (read by attribute: transformers need not be imported)."""
         if getattr(config, "hidden_act", "silu") != "silu":
-            raise ValueError(f"the light backbone implements hidden_act='silu' only, not {config.hidden_act!r}")
+            raise ValueError(f"the Mamba block implements hidden_act='silu' only, not {config.hidden_act!r}")
         return cls(hidden_size=config.hidden_size, num_layers=config.num_hidden_layers,
                    state_size=config.state_size, expand=config.expand, conv_kernel=config.conv_kernel,
                    vocab_size=config.vocab_size, time_step_rank=int(config.time_step_rank),
                    layer_norm_epsilon=config.layer_norm_epsilon, use_bias=config.use_bias,
-                   use_conv_bias=config.use_conv_bias, residual_in_fp32=config.residual_in_fp32)
-
-
-@dataclass
-class BackboneOutput:
-    """What ``MambaModel`` returns, as far as a tagger reads it."""
-
-    last_hidden_state: torch.Tensor  # b l h
+                   use_conv_bias=config.use_conv_bias, residual_in_fp32=config.residual_in_fp32,
+                   initializer_range=config.initializer_range,
+                   time_step_init_scheme=config.time_step_init_scheme, time_step_scale=config.time_step_scale,
+                   time_step_min=config.time_step_min, time_step_max=config.time_step_max,
+                   time_step_floor=config.time_step_floor,
+                   rescale_prenorm_residual=config.rescale_prenorm_residual)
 
 
 class RMSNorm(nn.Module):
-    """transformers' ``MambaRMSNorm``: x / rms(x) * weight, the statistics in float32."""
+    """x / rms(x) * weight, the statistics in float32 (transformers' ``MambaRMSNorm``)."""
 
     def __init__(self, hidden_size: int, eps: float) -> None:
         super().__init__()
@@ -104,28 +121,58 @@ class RMSNorm(nn.Module):
 
 
 def mask_padding(hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Zero the padded positions (mask [b, l], 1 at tokens), as transformers' mixer does."""
+    """Zero the padded positions (mask 1 at tokens, in the activations' layout), as transformers does."""
     if mask is None:
         return hidden_states
-    return (hidden_states * mask[:, :, None]).to(hidden_states.dtype)  # b l k
+    return (hidden_states * mask[..., None]).to(hidden_states.dtype)  # b l k | l b k
 
 
 class Mixer(nn.Module):
-    """The selective-SSM mixer of one Mamba block (``MambaMixer``'s parameters, full-sequence forward)."""
+    """The selective-SSM mixer of one Mamba block (Gu & Dao 2023, Algorithm 2 and figure 3)."""
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
         h, d, n, r = config.hidden_size, config.intermediate_size, config.state_size, config.rank
         self.ssm_state_size, self.time_step_rank = n, r
-        self.in_proj = nn.Linear(h, 2 * d, bias=config.use_bias)
+        # Built in transformers' order, so that a seed draws the same initial weights (see MambaStack).
         self.conv1d = nn.Conv1d(d, d, config.conv_kernel, groups=d, padding=config.conv_kernel - 1,
                                 bias=config.use_conv_bias)
+        self.in_proj = nn.Linear(h, 2 * d, bias=config.use_bias)
         self.x_proj = nn.Linear(d, r + 2 * n, bias=False)
         self.dt_proj = nn.Linear(r, d, bias=True)
-        # S4D-real initialisation, as transformers'; a loaded state dict replaces it.
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))  # d n
         self.D = nn.Parameter(torch.ones(d))
         self.out_proj = nn.Linear(d, h, bias=config.use_bias)
+
+    @torch.no_grad()
+    def reset_parameters(self, config: BackboneConfig) -> None:
+        """Mamba's initialisation, with transformers' draws in transformers' order: every linear and
+        convolution weight normal(0, initializer_range) first (the later steps overwrite some of those
+        draws; they are kept so that a seed still gives the weights the shipped models started from),
+        then S4D-real A (A_n = n), D = 1, dt_proj's weight uniform ±scale/sqrt(r), its bias the inverse
+        softplus of a log-uniform Δ in [time_step_min, time_step_max], and Kaiming-uniform conv1d and
+        out_proj weights (out_proj scaled by 1/sqrt(layers) with rescale_prenorm_residual)."""
+        for linear in (self.conv1d, self.in_proj, self.x_proj, self.dt_proj, self.out_proj):
+            nn.init.normal_(linear.weight, mean=0.0, std=config.initializer_range)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
+        d, n = config.intermediate_size, config.state_size
+        self.A_log.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).expand(d, -1))  # d n
+        self.D.fill_(1.0)
+        dt_init_std = config.rank ** -0.5 * config.time_step_scale
+        if config.time_step_init_scheme == "constant":
+            nn.init.constant_(self.dt_proj.weight, dt_init_std)
+        elif config.time_step_init_scheme == "random":
+            nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        log_min, log_max = math.log(config.time_step_min), math.log(config.time_step_max)
+        dt = torch.exp(torch.rand(d) * (log_max - log_min) + log_min).clamp(min=config.time_step_floor)  # d
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # d    softplus⁻¹(Δ)
+        nn.init.kaiming_uniform_(self.conv1d.weight, a=math.sqrt(5))
+        if self.conv1d.bias is not None:
+            nn.init.zeros_(self.conv1d.bias)
+        nn.init.kaiming_uniform_(self.out_proj.weight, a=math.sqrt(5))
+        if config.rescale_prenorm_residual:
+            self.out_proj.weight /= math.sqrt(config.num_layers)
 
     def _scan_inputs(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, conv: Callable
                      ) -> tuple[torch.Tensor, ...]:
@@ -146,11 +193,29 @@ class Mixer(nn.Module):
         y = y * F.silu(gate.float())  # b l d    gate
         return self.out_proj(y.to(dtype))  # b l h
 
+    def _plain_linears(self) -> bool:
+        """Whether the projections are plain nn.Linear: the fused kernel reads their weights directly, which
+        would skip a LoRA adapter wrapped around one of them."""
+        return all(type(getattr(self, name)) is nn.Linear for name in ("in_proj", "x_proj", "dt_proj", "out_proj"))
+
+    def _fused_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """mamba-ssm's fused block kernel ([b, 2d, l] layout): training on CUDA without padding."""
+        A = -torch.exp(self.A_log.float())  # d n
+        projected = self.in_proj(hidden_states).transpose(1, 2)  # b 2d l
+        return _mamba_inner_fn(projected, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
+                               self.dt_proj.weight, self.out_proj.weight,
+                               self.out_proj.bias.float() if self.out_proj.bias is not None else None,
+                               A, None, None, self.D.float(), delta_bias=self.dt_proj.bias.float(),
+                               delta_softplus=True)  # b l h
+
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[b, l, h] → [b, l, h]; attention_mask [b, l] (1 at tokens) zeroes padding where transformers does."""
+        """[b, l, h] → [b, l, h], differentiable; attention_mask [b, l] (1 at tokens) zeroes padding."""
         dtype = hidden_states.dtype
+        if hidden_states.is_cuda and _mamba_inner_fn is not None and self.training and attention_mask is None \
+                and self._plain_linears():
+            return self._fused_forward(hidden_states)
         x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask, causal_depthwise_conv)
-        if x.is_cuda and mamba_ssm_available():  # the fused kernel, in its [b, d, l] layout
+        if x.is_cuda and mamba_ssm_available():  # the fused scan, in its [b, d, l] layout
             delta = self.dt_proj(time_step).transpose(1, 2)  # b d l    (softplus in the kernel)
             y = selective_scan(x.transpose(1, 2), delta, A, B.transpose(1, 2), C.transpose(1, 2),
                                D=self.D.float(), z=gate.transpose(1, 2), delta_softplus=True)  # b d l
@@ -159,12 +224,8 @@ class Mixer(nn.Module):
         return self._scan_output(scan_channels_last(x, delta, A, B, C), x, gate, dtype)  # b l h
 
     def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``forward`` without autograd, time-major: [l, b, h] → [l, b, h], attention_mask [l, b] or None.
-
-        The same operations as the CPU path of ``forward`` in the same order, so the same numbers; the
-        layout lets the convolution and the scan work on contiguous runs of positions
-        (``causal_depthwise_conv_time_major``, ``scan.scan_time_major``) and skips their copies.
-        """
+        """``forward``'s CPU path without autograd, time-major: [l, b, h] → [l, b, h], attention_mask [l, b]
+        or None. The same operations in the same order, so the same numbers."""
         dtype = hidden_states.dtype
         x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask,
                                                         causal_depthwise_conv_time_major)
@@ -181,20 +242,26 @@ class Block(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
         self.mixer = Mixer(config)
 
+    def _residual(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states.float() if self.residual_in_fp32 else hidden_states
+
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        residual = hidden_states.float() if self.residual_in_fp32 else hidden_states
         mixed = self.mixer(self.norm(hidden_states.to(self.norm.weight.dtype)), attention_mask)  # b l h
-        return residual + mixed
+        return self._residual(hidden_states) + mixed
 
     def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``forward`` time-major and without autograd: [l, b, h], attention_mask [l, b] (see ``Mixer.infer``)."""
-        residual = hidden_states.float() if self.residual_in_fp32 else hidden_states
+        """``forward`` time-major and without autograd: [l, b, h], attention_mask [l, b] (``Mixer.infer``)."""
         mixed = self.mixer.infer(self.norm(hidden_states.to(self.norm.weight.dtype)), attention_mask)  # l b h
-        return residual + mixed
+        return self._residual(hidden_states) + mixed
 
 
-class LightMambaModel(nn.Module):
-    """``MambaModel`` for whole sequences: embeddings (or inputs_embeds) → blocks → final RMSNorm."""
+class MambaStack(nn.Module):
+    """Token embeddings (for token ids) → Mamba blocks → final RMSNorm, over whole sequences.
+
+    The scratch tagger feeds its own token features (``forward(hidden_states)``); a pretrained language
+    model embeds its subword ids first (``embed``). No step-by-step generation: a tagger reads whole
+    sentences.
+    """
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
@@ -202,28 +269,38 @@ class LightMambaModel(nn.Module):
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList([Block(config) for _ in range(config.num_layers)])
         self.norm_f = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
+        self.reset_parameters()
 
-    def forward(self, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, use_cache: bool = False, **_ignored: object
-                ) -> BackboneOutput:
-        """Same call as ``MambaModel(...)``: ids [b, l] or embeddings [b, l, h], mask [b, l] (1 at tokens)."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("give exactly one of input_ids and inputs_embeds")
-        if use_cache:
-            raise ValueError("the light Mamba backbone reads whole sequences; it keeps no cache")
-        hidden_states = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # b l h
-        if not torch.is_grad_enabled() and not (hidden_states.is_cuda and mamba_ssm_available()):
-            return BackboneOutput(self._infer(hidden_states, attention_mask))
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The initial weights transformers' ``MambaModel`` gets from the same seed (its post-init pass:
+        embeddings, then each block's mixer in order)."""
+        nn.init.normal_(self.embeddings.weight, mean=0.0, std=self.config.initializer_range)
+        for layer in self.layers:
+            layer.norm.weight.fill_(1.0)
+            layer.mixer.reset_parameters(self.config)
+        self.norm_f.weight.fill_(1.0)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token ids [b, l] → embeddings [b, l, h]."""
+        return self.embeddings(input_ids)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[b, l, h] → [b, l, h], differentiable; attention_mask [b, l] (1 at tokens, 0 at padding)."""
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask)  # b l h
-        return BackboneOutput(self.norm_f(hidden_states))
+        return self.norm_f(hidden_states)
 
-    def _infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """The blocks in the time-major layout (tagging on a CPU): [b, l, h] → [b, l, h] (a transposed view).
+    @torch.no_grad()
+    def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward`` without autograd, for tagging: [b, l, h] → [b, l, h] (on a CPU a transposed view).
 
-        One transposition in and one out instead of a copy or two per mixer; a mask without padding is
-        dropped (multiplying by it changes nothing).
+        On a CPU the blocks run time-major: one transposition in and one out instead of a copy or two per
+        mixer, and a mask without padding is dropped (multiplying by it changes nothing). On CUDA with
+        mamba-ssm, ``forward``'s kernels.
         """
+        if hidden_states.is_cuda and mamba_ssm_available():
+            return self.forward(hidden_states, attention_mask)
         mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
             mask = attention_mask.t().to(hidden_states.dtype)  # l b    (0/1 in the activations' dtype)

@@ -38,16 +38,16 @@ class TokenFeatures(nn.Module):
             self.convention_vectors = nn.Embedding(len(config.conventions), config.hidden_size)
             nn.init.zeros_(self.convention_vectors.weight)
 
-    def char_vectors(self, char_ids: torch.Tensor) -> torch.Tensor:
+    def char_vectors(self, char_ids: torch.Tensor, infer: bool = False) -> torch.Tensor:
         """Max-pooled character CNN per word: [b, l, c] → [b, l, char_channels] (zeros for empty words).
 
-        Without autograd (tagging) the convolution runs as table look-ups at the real characters only
-        (``_char_vectors_by_lookup``): the same function, about 8x faster on a CPU than convolving every
-        slot of the [(b l), c] grid, three quarters of which is padding.
+        With ``infer`` (tagging, no autograd) the convolution runs as table look-ups at the real characters
+        only (``_char_vectors_by_lookup``): the same function, about 8x faster on a CPU than convolving
+        every slot of the [(b l), c] grid, three quarters of which is padding.
         """
         batch, length, width = char_ids.shape
         flat = char_ids.reshape(batch * length, width)  # (b l) c
-        if not torch.is_grad_enabled() and self._lookup_is_exact():
+        if infer and self._lookup_is_exact():
             return self._char_vectors_by_lookup(flat).view(batch, length, -1)  # b l channels
         chars = self.chars(flat).transpose(1, 2)  # (b l) char_dim c
         grams = self.char_cnn(chars)[:, :, :width]  # (b l) channels c    (even kernels give one extra column)
@@ -97,10 +97,11 @@ class TokenFeatures(nn.Module):
         return pooled.masked_fill(counts[:, None] == 0, 0.0)  # (b l) channels    words without characters
 
     def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor,
-                lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """[b, l, hidden]; ``convention_ids`` [b] (one per sentence) when the network has conventions."""
-        parts = [self.words(word_ids), self.char_vectors(char_ids), self.cases(case_ids)]
+                lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None,
+                infer: bool = False) -> torch.Tensor:
+        """[b, l, hidden]; ``convention_ids`` [b] (one per sentence) when the network has conventions;
+        ``infer``: tagging without autograd (see ``char_vectors``)."""
+        parts = [self.words(word_ids), self.char_vectors(char_ids, infer), self.cases(case_ids)]
         if self.lexicon is not None:
             if lexicon_ids is None:
                 raise ValueError("this network reads lexicon match codes: pass lexicon_ids")

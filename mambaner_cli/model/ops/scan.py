@@ -263,7 +263,7 @@ def scan_channels_last(
     """The chunked core in the mixer's own layout: u, delta [b, l, d], B, C [b, l, n] → C·h [b, l, d].
 
     ``delta`` must already be positive (bias added, softplus applied); no D skip, no gate. This is
-    what ``FastMambaMixer`` calls on the CPU: its activations are [b, l, ·] anyway, and converting to
+    what ``Mixer.forward`` (modules/block.py) calls on the CPU: its activations are [b, l, ·] anyway, and converting to
     and from mamba_ssm's [b, d, l] costs more than a chunk of the scan. Computes in float32 (float64
     stays float64) and returns that dtype.
     """
@@ -285,7 +285,7 @@ def scan_time_major(
 ) -> torch.Tensor:
     """The chunked scan for inference, time-major: u, delta [l, b, d], B, C [l, b, n] → C·h [l, b, d].
 
-    What the light backbone calls when no gradient is wanted (tagging). Same operations, in the same
+    What ``Mixer.infer`` calls (tagging, no gradient). Same operations, in the same
     order, as ``_ChunkedScan.forward`` (so the same numbers), minus what only a backward pass needs:
     in the [l, b, ·] layout a chunk of positions is a contiguous slice, so nothing is transposed or
     copied to [b, l, ·] and back; two state buffers take turns, so a chunk's initial state is read

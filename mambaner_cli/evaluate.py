@@ -1,4 +1,4 @@
-"""`mambaner evaluate`: the benchmark, at two levels, with efficiency figures and error analysis.
+"""The benchmark behind `mambaner evaluate`, at two levels, with efficiency figures and error analysis.
 
 * Benchmark level — the standard IOB split with its gold tokens, strict entity-level P/R/F1 from
   seqeval (micro and per type): comparable to published numbers.
@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from mambaner_cli.training.datasets import Sentence, corpus, iob_path, pubtator_path, read_conll
-from mambaner_cli.training.metrics import entity_scores
 from seqeval.scheme import IOB2, Entities
 
+from mambaner_cli.corpora import Sentence, corpus, iob_path, pubtator_path, read_conll
 from mambaner_cli.document import Document, Span
 from mambaner_cli.errors import MambanerError, ReadError
+from mambaner_cli.metrics import entity_scores
 from mambaner_cli.readers import pubtator
-from mambaner_cli.runtime.model_dir import model_conventions, resolve_model
+from mambaner_cli.runtime.load import load_tagger
+from mambaner_cli.runtime.model_dir import model_conventions, read_metrics, resolve_model
 from mambaner_cli.runtime.pipeline import SentenceTagger, tag_chunk
-from mambaner_cli.runtime.tagger import Tagger
 
 # The paper's Table 1 (../shared/seed/mambaner-paper.txt), as published: F1 (%) on NCBI-disease and
 # BC5-disease, parameters, RAM (GB; None where the paper gives none).
@@ -216,16 +216,15 @@ def document_level(tagger: SentenceTagger, name: str, split: str, data_dir: str 
             "overlap": match_scores(gold, predicted, overlap=True)}
 
 
-def trained_parameters(model_dir: Path | None, network: torch.nn.Module) -> int:
-    """Parameters that training updated. A loaded module marks every parameter trainable, so a
-    fine-tuned model directory's ``metrics.json`` (frozen backbone, LoRA) is believed first."""
+def trained_parameters(model_dir: Path | None, parameters: int) -> int:
+    """Parameters that training updated: a fine-tuned model directory's ``metrics.json`` says (frozen
+    backbone, LoRA); else all ``parameters``."""
     if model_dir is not None:
         try:
-            metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
-            return int(metrics["trainable_parameters"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return int(read_metrics(model_dir)["trainable_parameters"])
+        except (MambanerError, KeyError, TypeError, ValueError):
             pass
-    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+    return parameters
 
 
 def evaluate(args: EvalArgs, tagger: SentenceTagger | None = None) -> dict:
@@ -248,17 +247,16 @@ def evaluate(args: EvalArgs, tagger: SentenceTagger | None = None) -> dict:
         convention = args.convention
         if convention is None and dataset in model_conventions(model_dir):
             convention = dataset
-        tagger = Tagger.load(model_dir, device=args.device, convention=convention)
+        tagger = load_tagger(model_dir, device=args.device, convention=convention)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = {"model": tagger.name, "convention": getattr(tagger, "convention_name", None), "dataset": dataset,
+    result = {"model": tagger.name, "convention": tagger.convention, "dataset": dataset,
               "split": split, "gold": source,
               "benchmark": benchmark_level(tagger, data, args.batch_size, args.top_errors)}
     if args.document_level and dataset:
         result["document"] = document_level(tagger, dataset, split, args.data_dir, args.batch_size)
-    network = tagger.model
-    result["efficiency"] = {"parameters": sum(p.numel() for p in network.parameters()),
-                            "trainable_parameters": trained_parameters(model_dir, network),
+    result["efficiency"] = {"parameters": tagger.num_parameters,
+                            "trainable_parameters": trained_parameters(model_dir, tagger.num_parameters),
                             "peak_rss_mb": peak_rss_mb(), "wall_seconds": time.perf_counter() - started,
                             "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20
                             if torch.cuda.is_available() else None,

