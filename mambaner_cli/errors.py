@@ -37,3 +37,8 @@ class InputError(Exception):
 
 class MambanerError(Exception):
     """A user-facing error whose message says how to fix it."""
+
+
+class MambanerUsageError(MambanerError):
+    """A MambanerError caused by what the user asked for (an unknown model, convention or output format,
+    a missing option value): the command line reports it as a usage error, exit status 2."""

@@ -6,18 +6,23 @@ help text is never repeated in the CLI. A field's ``metadata`` says how it appea
 ``help``; ``option`` (its name, when not ``--field-name``); ``invert`` (a flag that sets the field to
 False, e.g. ``--no-crf``); ``min``/``max`` (a range); ``choices``; ``metavar``; ``cli=False`` (not an option).
 
-Standard library only: the CLI imports this module to build its options, and tagging must start fast.
+Light (the standard library and a few small mambaner modules, no torch): the CLI imports this module to
+build its options, and tagging must start fast.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from mambaner_cli.corpora import CORPORA
 from mambaner_cli.errors import MambanerError
+from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.runtime.device import DEVICES
 from mambaner_cli.runtime.model_dir import LABEL_SUBWORDS
+
+# The network's shape defaults are TaggerConfig's (model/config.py says why each was chosen).
+NETWORK_DEFAULTS = {f.name: f.default for f in fields(TaggerConfig) if f.default is not MISSING}
 
 
 def arg(default: Any = None, help: str = "", *, factory: Any = None, **cli: Any) -> Any:
@@ -76,12 +81,12 @@ class ScratchArgs(TrainingArgs):
     warmup: float = arg(0.05, "Warm-up fraction of steps (then linear decay to 10%).")
     min_word_count: int = arg(2, cli=False)  # rarer words are left to the character CNN
     word_dropout: float = arg(0.05, cli=False)  # replace words by UNK during training so UNK is learnt
-    # network shape (see TaggerConfig for why these defaults)
-    hidden_size: int = arg(128, min=8)
-    num_layers: int = arg(2, min=1)
-    state_size: int = arg(16, min=1)
-    word_dim: int = arg(100, min=8)
-    dropout: float = arg(0.3, min=0.0, max=0.9)
+    # network shape: TaggerConfig's defaults
+    hidden_size: int = arg(NETWORK_DEFAULTS["hidden_size"], min=8)
+    num_layers: int = arg(NETWORK_DEFAULTS["num_layers"], min=1)
+    state_size: int = arg(NETWORK_DEFAULTS["state_size"], min=1)
+    word_dim: int = arg(NETWORK_DEFAULTS["word_dim"], min=8)
+    dropout: float = arg(NETWORK_DEFAULTS["dropout"], min=0.0, max=0.9)
     bidirectional: bool = arg(True, "Forward Mamba only (no backward pass).", option="--unidirectional",
                               invert=True)
     use_crf: bool = arg(True, "Softmax + constrained Viterbi instead of a CRF.", option="--no-crf", invert=True)

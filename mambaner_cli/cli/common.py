@@ -7,7 +7,7 @@ from collections.abc import Callable
 import click
 
 from mambaner_cli import __version__
-from mambaner_cli.errors import InputError, MambanerError
+from mambaner_cli.errors import InputError, MambanerError, MambanerUsageError
 
 
 def stderr_console(quiet: bool = False):
@@ -38,6 +38,8 @@ class MambanerGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except MambanerUsageError as error:  # what the user asked for cannot be: exit status 2
+            raise click.UsageError(str(error)) from error
         except (MambanerError, InputError) as error:  # InputError: e.g. a bad PMID in --pmid
             raise click.ClickException(str(error)) from error
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mambaner_cli.errors import MambanerError
+from mambaner_cli.errors import MambanerError, MambanerUsageError
 
 if TYPE_CHECKING:  # torch and the model code load only when a model does
     import torch
@@ -98,7 +98,7 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
     if "/" not in name_or_path and (shipped / CONFIG_FILE).is_file():
         return shipped
     choices = ", ".join(shipped_models()) or "none installed"
-    raise MambanerError(f"No model {name_or_path!r}: give a model directory or one of the shipped models "
+    raise MambanerUsageError(f"No model {name_or_path!r}: give a model directory or one of the shipped models "
                         f"({choices}).")
 
 
@@ -215,11 +215,11 @@ def load_scratch(model_dir: Path, config: dict[str, Any], convention: str | None
     if tagger_config.conventions:
         chosen = convention or config.get("default_convention") or tagger_config.conventions[0]
         if chosen not in tagger_config.conventions:
-            raise MambanerError(f"model {model_dir} has no convention {chosen!r}; it has "
+            raise MambanerUsageError(f"model {model_dir} has no convention {chosen!r}; it has "
                                 f"{', '.join(tagger_config.conventions)}.")
         tagger_config, state = fold_convention(tagger_config, state, chosen)
     elif convention:
-        raise MambanerError(f"model {model_dir} has no annotation conventions (--convention {convention}).")
+        raise MambanerUsageError(f"model {model_dir} has no annotation conventions (--convention {convention}).")
     # 4. build
     network = MambaTagger(tagger_config)
     network.load_state_dict(state)
@@ -407,7 +407,7 @@ def load_finetune(model_dir: Path, config: dict[str, Any], convention: str | Non
     from mambaner_cli.model.models.pretrained import PretrainedTagger
 
     if convention:
-        raise MambanerError(f"model {model_dir} has no annotation conventions (--convention {convention}).")
+        raise MambanerUsageError(f"model {model_dir} has no annotation conventions (--convention {convention}).")
     weights = config.get("weights", "lora")
     if weights not in FINETUNE_WEIGHTS:
         raise MambanerError(f"{model_dir / CONFIG_FILE}: unknown weights kind {weights!r}.")
