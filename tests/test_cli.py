@@ -178,8 +178,10 @@ def test_unknown_model_and_output_format(tmp_path):
     result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.out", code=1)
     assert "--format" in result.stderr
     result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.jsonl", "--model",
-                 tmp_path / "nowhere", code=1)
+                 tmp_path / "nowhere", code=2)  # a usage error
     assert "nowhere" in result.stderr
+    result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.jsonl", "--convention", "nope", code=2)
+    assert "has no convention 'nope'" in result.stderr
 
 
 @pytest.fixture
