@@ -155,6 +155,27 @@ def _required(path: Path) -> Path:
     return path
 
 
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; an empty, truncated or corrupt one is a MambanerError naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(_required(path)))
+    except MambanerError:
+        raise
+    except Exception as error:  # noqa: BLE001 — safetensors' own error type is not importable as a base class
+        raise MambanerError(f"{path} is not a readable safetensors file ({error}); the model directory is "
+                            "damaged: copy or train it again.") from None
+
+
+def _field(data: Any, key: str, path: Path) -> Any:
+    """``data[key]`` of a JSON file, or a MambanerError that names the file and the missing key."""
+    if not isinstance(data, dict) or key not in data:
+        raise MambanerError(f"{path} has no {key!r} entry: the model directory is damaged or not a "
+                            "mambaner model.")
+    return data[key]
+
+
 # ------------------------------------------------------------------------------------------- scratch
 
 @dataclass
@@ -191,22 +212,24 @@ def write_scratch(out: Path, network: MambaTagger, words: Vocabulary, chars: Voc
 
 def load_scratch(model_dir: Path, config: dict[str, Any], convention: str | None = None) -> ScratchModel:
     """Read, check, fold ``convention`` (default: the model's own), build: a network ready to tag."""
-    from safetensors.torch import load_file
-
     from mambaner_cli.model.config import TaggerConfig
     from mambaner_cli.model.conventions import fold_convention
     from mambaner_cli.model.features import Vocabulary
     from mambaner_cli.model.models.tagger import MambaTagger
 
     # 1. read
-    vocab_path = model_dir / VOCAB_FILE
+    config_path, vocab_path = model_dir / CONFIG_FILE, model_dir / VOCAB_FILE
     vocab = read_json(vocab_path)
-    state = load_file(str(_required(model_dir / WEIGHTS_FILE)))
+    state = read_safetensors(model_dir / WEIGHTS_FILE)
     try:
-        tagger_config = TaggerConfig.from_dict(config["tagger"])
-        words, chars = Vocabulary.from_list(vocab["words"]), Vocabulary.from_list(vocab["chars"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise MambanerError(f"{model_dir}: {error}") from None
+        tagger_config = TaggerConfig.from_dict(_field(config, "tagger", config_path))
+    except (TypeError, ValueError) as error:
+        raise MambanerError(f"{config_path}: {error}") from None
+    try:
+        words = Vocabulary.from_list(_field(vocab, "words", vocab_path))
+        chars = Vocabulary.from_list(_field(vocab, "chars", vocab_path))
+    except (TypeError, ValueError) as error:
+        raise MambanerError(f"{vocab_path}: {error}") from None
     lexicon = _read_lexicon(model_dir / LEXICON_FILE) if tagger_config.lexicon_dim else None
     # 2. check the parts against each other
     check_scratch(model_dir, tagger_config, words, chars, state)
@@ -258,10 +281,20 @@ def check_scratch(model_dir: Path, config: TaggerConfig, words: Vocabulary, char
 
 
 def _read_lexicon(path: Path) -> LexiconMatcher:
+    import zlib
+
     from mambaner_cli.model.lexicon import LexiconMatcher
 
-    with gzip.open(_required(path), "rt", encoding="utf-8") as handle:
-        return LexiconMatcher.from_list(handle)
+    problem = "it holds no entry"  # a network with a lexicon feature was trained with a non-empty lexicon
+    try:
+        with gzip.open(_required(path), "rt", encoding="utf-8") as handle:
+            matcher = LexiconMatcher.from_list(handle)
+        if len(matcher):
+            return matcher
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:  # BadGzipFile is an OSError
+        problem = str(error) or type(error).__name__
+    raise MambanerError(f"{path} is not a readable gzip text file ({problem}); the model directory is damaged: "
+                        "copy or train it again.")
 
 
 # ------------------------------------------------------------------------------------------ finetune
@@ -305,6 +338,8 @@ def load_backbone(source: str | Path) -> PretrainedBackbone:
     ``MambaForCausalLM``) as a :class:`MambaStack`, in float32 (our CPU scan computes in float32; some
     checkpoints are stored in half). transformers reads the checkpoint (shards, prefixes, dtypes); the
     weights then load into our block by name."""
+    import pickle
+
     import torch
     from transformers import MambaModel
 
@@ -313,7 +348,8 @@ def load_backbone(source: str | Path) -> PretrainedBackbone:
     try:
         with no_progress_bars():
             hf_model = MambaModel.from_pretrained(str(source))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        # pickle: a .bin checkpoint that torch's weights-only loader refuses (it may hold code)
         raise MambanerError(f"Could not load the Mamba model {str(source)!r}: {error}. Give a local directory "
                             "written by save_pretrained, or a hub id such as state-spaces/mamba-130m-hf "
                             "(needs the Hugging Face hub or its cache).") from None
@@ -402,8 +438,6 @@ def merge_adapter(out: Path) -> None:
 
 def load_finetune(model_dir: Path, config: dict[str, Any], convention: str | None = None) -> FinetuneModel:
     """Read and check the config and files, then build the fine-tuned network (in eval mode)."""
-    from safetensors.torch import load_file
-
     from mambaner_cli.model.models.pretrained import PretrainedTagger
 
     if convention:
@@ -415,7 +449,7 @@ def load_finetune(model_dir: Path, config: dict[str, Any], convention: str | Non
         _required(model_dir / BACKBONE_DIR / CONFIG_FILE)
     else:
         _required(model_dir / ADAPTER_DIR / "adapter_config.json")
-    head = load_file(str(_required(model_dir / HEAD_FILE)))
+    head = read_safetensors(model_dir / HEAD_FILE)
     tokenizer = load_tokenizer(_required(model_dir / TOKENIZER_DIR))
     base = load_backbone(model_dir / BACKBONE_DIR if weights != "lora" else base_model_source(config))
     network = PretrainedTagger(base.stack, config["labels"], bidirectional=config.get("bidirectional", False))
@@ -423,6 +457,10 @@ def load_finetune(model_dir: Path, config: dict[str, Any], convention: str | Non
         from peft import PeftModel
 
         PeftModel.from_pretrained(network, str(model_dir / ADAPTER_DIR))  # injects the adapter in place
-    network.head.load_state_dict(head)
+    try:
+        network.head.load_state_dict(head)
+    except RuntimeError as error:  # missing keys or other shapes
+        raise MambanerError(f"{model_dir / HEAD_FILE} does not match {CONFIG_FILE}'s labels or the base model "
+                            f"({str(error).splitlines()[0]}).") from None
     return FinetuneModel(network.eval(), tokenizer, config.get("label_subword", "first"),
                          config.get("name", model_dir.name), config.get("window", FINETUNE_WINDOW))
