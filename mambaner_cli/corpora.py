@@ -54,6 +54,8 @@ CORPORA: dict[str, Corpus] = {
     "bc5cdr": Corpus("bc5cdr", "BC5CDR-IOB", "bc5cdr", _CDR_FILES, ("Chemical", "Disease")),
 }
 SPLITS = ("train", "devel", "test")
+# Unlabeled tokenized sentences (train and devel splits of 15 corpora; no test sentence): for pretraining.
+UNLABELED_FILE = "unlabeled/mtl-sentences.txt"
 
 # Public sources of the files, for users with internet. The checksums are those of the files in the
 # project's shared data folder, which are the published originals.

@@ -224,7 +224,7 @@ def test_the_loader_table_gives_each_recipe_its_tagger(tiny_model_dir):
     from mambaner_cli.runtime.model_dir import RECIPES
     from mambaner_cli.runtime.sentence_tagger import SentenceTagger
 
-    assert set(LOADERS) == set(RECIPES)
+    assert set(LOADERS) == set(RECIPES) - {"pretrain"}  # an encoder is not a tagger
     tagger = load_tagger(tiny_model_dir, device="cpu")
     assert isinstance(tagger, Tagger) and tagger.convention is None and tagger.label == "tiny"
     for attribute in ("name", "convention", "label", "num_parameters", "tag"):

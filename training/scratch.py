@@ -35,10 +35,11 @@ from mambaner_cli.metrics import entity_scores
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
 from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.models.language_model import init_from_encoder
 from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.runtime.device import set_threads
 from mambaner_cli.runtime.load import load_tagger
-from mambaner_cli.runtime.model_dir import write_run_files, write_scratch
+from mambaner_cli.runtime.model_dir import Encoder, read_encoder, write_run_files, write_scratch
 from mambaner_cli.runtime.tagger import Tagger
 
 __all__ = ["ScratchArgs", "train_scratch", "with_devel_command"]
@@ -62,6 +63,7 @@ class TrainingData:
     chars: Vocabulary
     lexicon: LexiconMatcher | None
     train_codes: list[list[int]] | None  # cross-fitted lexicon codes of the training sentences
+    encoder: Encoder | None = None  # --init-from: the pretrained encoder the network starts from
 
 
 def build_vocabularies(train: list[Sentence], min_count: int) -> tuple[Vocabulary, Vocabulary]:
@@ -82,7 +84,9 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
         train_corpora = train_corpora + corpus_ids["devel"] if train_corpora is not None else None
     train_conventions = train_corpora if args.conventions else None
     labels = labels_of(train + dev)
-    words, chars = build_vocabularies(train, args.min_word_count)
+    encoder = read_encoder(Path(args.init_from)) if args.init_from else None
+    # With an encoder, its vocabularies: its word vectors and character table are what it learnt.
+    words, chars = (encoder.words, encoder.chars) if encoder else build_vocabularies(train, args.min_word_count)
     lexicon, train_codes = None, None
     if args.lexicon_dim:
         from mambaner_cli.training.lexicon import build_lexicon, cross_fitted_codes
@@ -100,10 +104,14 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     return TrainingData(train, dev, test, corpus_ids, train_conventions,
                         corpus_ids["devel"] if args.conventions else None,
                         (list(args.datasets), corpus_ids["devel"]) if several else None,
-                        labels, words, chars, lexicon, train_codes)
+                        labels, words, chars, lexicon, train_codes, encoder)
 
 
 # --------------------------------------------------------------------------------------------- network
+
+# What a network takes from a pretrained encoder's config: everything that shapes the encoder's weights.
+ENCODER_SHAPE = ("word_vocab_size", "char_vocab_size", "word_dim", "char_dim", "char_channels", "char_kernel",
+                 "case_dim", "hidden_size", "num_layers", "state_size", "expand", "conv_kernel", "max_word_len")
 
 def build_network(args: ScratchArgs, data: TrainingData, log) -> MambaTagger:
     """A fresh network for the data (GloVe extends the vocabulary and initialises the word embeddings)."""
@@ -121,10 +129,19 @@ def build_network(args: ScratchArgs, data: TrainingData, log) -> MambaTagger:
                           state_size=args.state_size, dropout=args.dropout,
                           bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim,
                           conventions=list(args.datasets) if args.conventions else [])
+    if data.encoder is not None:  # the encoder's shape wins over the shape options
+        shape = {name: getattr(data.encoder.config, name) for name in ENCODER_SHAPE}
+        config = TaggerConfig.from_dict({**config.to_dict(), **shape})
+        for name in ("word_dim", "hidden_size", "num_layers", "state_size"):  # training_args.json tells the truth
+            setattr(args, name, shape[name])
     network = MambaTagger(config)
     if pretrained is not None:
         with torch.no_grad():
             network.features.words.weight.copy_(pretrained)
+    if data.encoder is not None:
+        copied = init_from_encoder(network, data.encoder.state)
+        log(f"started from the encoder {data.encoder.path}: {len(copied)} tensors of its features and Mamba "
+            "stacks")
     return network
 
 

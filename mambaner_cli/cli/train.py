@@ -1,4 +1,4 @@
-"""`mambaner train scratch|finetune`: the training recipes. Their options are derived from the recipes'
+"""`mambaner train scratch|finetune|pretrain`: the training recipes. Their options are derived from the recipes'
 argument dataclasses (training/args.py, standard library only), where every default and help text lives."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import click
 
 from mambaner_cli.cli.common import MambanerGroup, cli, stderr_console
 from mambaner_cli.cli.options import args_from, options_from
-from mambaner_cli.training.args import FinetuneArgs, ScratchArgs
+from mambaner_cli.training.args import FinetuneArgs, PretrainArgs, ScratchArgs
 
 
 def training_progress(console):
@@ -23,14 +23,16 @@ quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar
 
 @cli.group(cls=MambanerGroup)
 def train() -> None:
-    """Train a tagger: `scratch` (the small default model) or `finetune` (LoRA on a pretrained Mamba)."""
+    """Train a tagger: `scratch` (the small default model's recipe), `finetune` (LoRA on a pretrained Mamba),
+    or pretrain an encoder for `scratch --init-from` (`pretrain`)."""
 
 
 @train.command()
 @options_from(ScratchArgs)
 @quiet_option
 def scratch(quiet: bool, **options) -> None:
-    """Train the small bidirectional Mamba tagger from a fresh config (the embedded default's recipe)."""
+    """Train the small bidirectional Mamba tagger from a fresh config or a pretrained encoder (--init-from).
+    The shipped default's options are in its model card (mambaner_cli/shipped_models/default/README.md)."""
     from mambaner_cli.invocation import command_line
     from mambaner_cli.training.scratch import train_scratch
 
@@ -53,4 +55,20 @@ def finetune(quiet: bool, **options) -> None:
     console = stderr_console()
     with training_progress(console) as progress:
         train_finetune(args, command=command_line(), log=lambda message: console.print(message, markup=False),
+                       progress=None if quiet else progress)
+
+
+@train.command()
+@options_from(PretrainArgs)
+@quiet_option
+def pretrain(quiet: bool, **options) -> None:
+    """Pretrain the tagger's encoder as a bidirectional language model on unlabeled text (never a test split);
+    `train scratch --init-from OUTPUT` starts a tagger from it."""
+    from mambaner_cli.invocation import command_line
+    from mambaner_cli.training.pretrain import train_pretrain
+
+    args = args_from(PretrainArgs, options)
+    console = stderr_console()
+    with training_progress(console) as progress:
+        train_pretrain(args, command=command_line(), log=lambda message: console.print(message, markup=False),
                        progress=None if quiet else progress)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mambaner_cli.errors import MambanerUsageError
 from mambaner_cli.runtime.model_dir import read_config, resolve_model
 from mambaner_cli.runtime.sentence_tagger import SentenceTagger
 from mambaner_cli.runtime.subword import SubwordTagger
@@ -25,4 +26,7 @@ def load_tagger(model: str | Path | None = None, device: str = "auto", conventio
     (default: the model's ``default_convention``)."""
     model_dir = resolve_model(model)
     config = read_config(model_dir)
+    if config["recipe"] not in LOADERS:  # a pretrained encoder: it has no tagging head
+        raise MambanerUsageError(f"{model_dir} is a pretrained encoder, not a tagger: train a tagger from it "
+                                 f"with `mambaner train scratch --init-from {model_dir}`.")
     return LOADERS[config["recipe"]](model_dir, config, device=device, convention=convention)

@@ -15,6 +15,13 @@ A model directory is self-contained. Every recipe writes::
     model.safetensors   the weights (MambaTagger's state dict)
     lexicon.txt.gz      the disease lexicon, one normalized entry a line (with lexicon_dim > 0)
 
+``pretrain`` (a bidirectional language model, models/language_model.py: an encoder that
+``train scratch --init-from`` starts from; not a tagger) adds::
+
+    config.json         + "tagger": TaggerConfig of its encoder, "prediction_vocabulary_size"
+    vocab.json          {"words": [...], "chars": [...], "predicted": [...]}   (predicted: the head's words)
+    model.safetensors   the weights (encoder and heads)
+
 ``finetune`` (a pretrained Mamba with a token head, models/pretrained.py) adds::
 
     config.json         + "base_model", "base_model_path", "labels", "max_length", "bidirectional",
@@ -56,7 +63,7 @@ if TYPE_CHECKING:  # torch and the model code load only when a model does
 
 FORMAT = "mambaner-tagger"
 VERSION = 1
-RECIPES = ("scratch", "finetune")
+RECIPES = ("scratch", "finetune", "pretrain")  # pretrain: an encoder to start taggers from, not a tagger
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 METRICS_FILE = "metrics.json"
@@ -464,3 +471,55 @@ def load_finetune(model_dir: Path, config: dict[str, Any], convention: str | Non
                             f"({str(error).splitlines()[0]}).") from None
     return FinetuneModel(network.eval(), tokenizer, config.get("label_subword", "first"),
                          config.get("name", model_dir.name), config.get("window", FINETUNE_WINDOW))
+
+
+# ------------------------------------------------------------------------------------------- pretrain
+
+@dataclass
+class Encoder:
+    """A pretrained encoder directory, read and checked: what ``train scratch --init-from`` starts from."""
+
+    config: TaggerConfig
+    words: Vocabulary
+    chars: Vocabulary
+    state: dict[str, torch.Tensor]
+    path: Path
+
+
+def write_encoder(out: Path, network: torch.nn.Module, words: Vocabulary, chars: Vocabulary,
+                  predicted: list[str], name: str) -> None:
+    """A pretraining run's network (models/language_model.py), its vocabularies and the predicted words."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}, str(out / WEIGHTS_FILE))
+    write_json(out / CONFIG_FILE, {"format": FORMAT, "version": VERSION, "name": name, "recipe": "pretrain",
+                                   "tagger": network.config.to_dict(), "prediction_vocabulary_size": len(predicted)})
+    write_json(out / VOCAB_FILE, {"words": words.to_list(), "chars": chars.to_list(), "predicted": predicted})
+
+
+def read_encoder(model_dir: Path) -> Encoder:
+    """A pretrained encoder directory (``recipe: pretrain``), its parts checked against each other."""
+    from mambaner_cli.model.config import TaggerConfig
+    from mambaner_cli.model.features import Vocabulary
+
+    config = read_config(model_dir)
+    if config["recipe"] != "pretrain":
+        raise MambanerUsageError(f"{model_dir} is a {config['recipe']} model, not a pretrained encoder "
+                                 "(`mambaner train pretrain` writes one).")
+    config_path, vocab_path = model_dir / CONFIG_FILE, model_dir / VOCAB_FILE
+    vocab = read_json(vocab_path)
+    state = read_safetensors(model_dir / WEIGHTS_FILE)
+    try:
+        tagger_config = TaggerConfig.from_dict(_field(config, "tagger", config_path))
+        words = Vocabulary.from_list(_field(vocab, "words", vocab_path))
+        chars = Vocabulary.from_list(_field(vocab, "chars", vocab_path))
+    except (TypeError, ValueError) as error:
+        raise MambanerError(f"{model_dir}: {error}") from None
+    for table, size, key, file in ((words, tagger_config.word_vocab_size, "features.words.weight", "words"),
+                                   (chars, tagger_config.char_vocab_size, "features.chars.weight", "chars")):
+        rows = state[key].shape[0] if key in state else None
+        if len(table) != size or rows != size:
+            raise MambanerError(f"{model_dir}: the {file} vocabulary ({VOCAB_FILE}) has {len(table):,} entries, "
+                                f"the config {size:,} and the weights {rows}: the files come from different models.")
+    return Encoder(tagger_config, words, chars, state, model_dir)

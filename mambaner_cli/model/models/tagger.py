@@ -34,6 +34,24 @@ def _gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))  # b l h
 
 
+def bidirectional_states(forward_stack: MambaStack, backward_stack: MambaStack | None, x: torch.Tensor,
+                         mask: torch.Tensor, infer: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token features [b, l, h] → the forward stack's states and the backward stack's (None without one),
+    both [b, l, h] at the tokens' own positions; the backward stack reads each sentence right to left
+    within its length. ``infer``: the stacks' inference path (no autograd)."""
+    attention_mask = mask.long()  # b l    (1 at tokens)
+
+    def run(stack: MambaStack, hidden: torch.Tensor) -> torch.Tensor:
+        return stack.infer(hidden, attention_mask) if infer else stack(hidden, attention_mask)
+
+    forward = run(forward_stack, x)  # b l h
+    if backward_stack is None:
+        return forward, None
+    index = reverse_index(mask)  # b l
+    backward = _gather_positions(run(backward_stack, _gather_positions(x, index)), index)  # b l h
+    return forward, backward
+
+
 class MambaTagger(nn.Module):
     def __init__(self, config: TaggerConfig) -> None:
         super().__init__()
@@ -61,16 +79,8 @@ class MambaTagger(nn.Module):
 
     def _states(self, x: torch.Tensor, mask: torch.Tensor, infer: bool) -> torch.Tensor:
         """[b, l, h] token features → [b, l, h] or [b, l, 2h] Mamba states, both directions."""
-        attention_mask = mask.long()  # b l    (1 at tokens)
-        run = (lambda stack, h: stack.infer(h, attention_mask)) if infer else \
-            (lambda stack, h: stack(h, attention_mask))
-        states = run(self.forward_mamba, x)  # b l h
-        if self.backward_mamba is not None:
-            index = reverse_index(mask)  # b l
-            reversed_x = _gather_positions(x, index)  # b l h    each sentence right to left
-            backward = _gather_positions(run(self.backward_mamba, reversed_x), index)  # b l h
-            states = torch.cat([states, backward], dim=-1)  # b l 2h
-        return states
+        forward, backward = bidirectional_states(self.forward_mamba, self.backward_mamba, x, mask, infer)
+        return forward if backward is None else torch.cat([forward, backward], dim=-1)  # b l 2h
 
     def forward(
         self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
