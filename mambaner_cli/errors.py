@@ -11,12 +11,17 @@ class ReadError:
 
     Readers *yield* a ReadError for a bad document and go on with the next one; they *raise*
     :class:`InputError` when the rest of the file cannot be read (missing, truncated, not XML…).
+
+    ``warning=True`` marks a problem that cost less than a document (a malformed PubTator annotation line,
+    an annotation whose offsets do not match the text): the document itself is still yielded, so a
+    consumer that counts lost documents must not count these.
     """
 
     source: str
     message: str
     line: int | None = None
     doc_id: str | None = None
+    warning: bool = False
 
     def __str__(self) -> str:
         where = self.source

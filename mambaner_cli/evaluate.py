@@ -173,6 +173,8 @@ def gold_documents(name: str, split: str, data_dir: str | None) -> list[Document
     with open(path, "rb") as stream:
         for item in pubtator.read(stream, str(path), keep_annotations=True):
             if isinstance(item, ReadError):
+                if item.warning:  # a malformed or mismatched annotation line: the document is still read
+                    continue
                 raise MambanerError(str(item))
             for passage in item.passages:
                 passage.annotations = [Span(s.start, s.end, s.text, label or s.label) for s in passage.annotations

@@ -13,9 +13,11 @@ by name does. Output formats are picked by the longest extension that the output
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import importlib
 import os
+import re
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -157,6 +159,56 @@ def detect_input_format(path: str, head: bytes | None = None) -> str:
             if fmt.load().sniff(head):
                 return fmt.name
     return next(fmt.name for fmt in claimants if extension in fmt.named_extensions)
+
+
+#: The root element that marks each XML input format: what a nameless input (stdin) is recognized by.
+XML_ROOTS: Mapping[str, str] = MappingProxyType({"PubmedArticleSet": "pubmed", "collection": "bioc"})
+
+# byte-order marks, UTF-32 first (its little-endian mark begins with UTF-16's); readers.text decodes by them
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# what may come before the root element: space, the XML declaration and other processing instructions,
+# comments, a DOCTYPE (with an internal subset in brackets)
+_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.DOTALL)
+_ROOT_TAG = re.compile(rb"<([A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s/>]")
+
+
+def sniffable(head: bytes) -> bytes:
+    """``head`` as the sniffers read it: without a byte-order mark, and re-encoded as UTF-8 when the mark
+    says UTF-16 or UTF-32 (whose ASCII characters are not ASCII bytes), so that a sniffer's byte patterns
+    see through any encoding a mark announces."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            body = head[len(bom):]
+            if encoding != "utf-8":
+                body = body.decode(encoding, "ignore").encode("utf-8")  # "ignore": a cut at the end of head
+            return body
+    return head
+
+
+def xml_root(head: bytes) -> str | None:
+    """The local name of the root element that ``head`` (an input's first bytes) opens, None when it does
+    not start like XML or the root lies beyond it."""
+    head = sniffable(head)
+    position = 0
+    while match := _PROLOG_ITEM.match(head, position):
+        position = match.end()
+    root = _ROOT_TAG.match(head, position)
+    return root[2].decode("ascii") if root else None
+
+
+def detect_stream_format(head: bytes) -> str:
+    """The input format of a nameless input (standard input) from its first bytes (:data:`SNIFF_BYTES`,
+    gunzipped): an XML root of :data:`XML_ROOTS` picks its format, then every reader that sniffs by content
+    is asked; plain text (:data:`STDIN_FORMAT`) when none claims it."""
+    root = xml_root(head)
+    if root in XML_ROOTS:
+        return XML_ROOTS[root]
+    if root is None:  # XML formats are told by their root above; the others' sniffers need no lxml
+        for fmt in INPUT_FORMATS.values():
+            if fmt.sniffed_extensions and fmt.name not in XML_ROOTS.values() and fmt.load().sniff(head):
+                return fmt.name
+    return STDIN_FORMAT
 
 
 def detect_output_format(path: str) -> str:

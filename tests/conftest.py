@@ -54,3 +54,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_state_dir(tmp_path_factory):
+    """The E-utilities rate-limit state (shared by a user's runs) goes to a temporary folder, not ~/.cache."""
+    previous = os.environ.get("MAMBANER_STATE_DIR")
+    os.environ["MAMBANER_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if previous is None:
+        os.environ.pop("MAMBANER_STATE_DIR", None)
+    else:
+        os.environ["MAMBANER_STATE_DIR"] = previous

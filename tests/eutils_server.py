@@ -4,13 +4,19 @@ It speaks ``esearch.fcgi`` (term, usehistory, WebEnv, query_key, retstart, retma
 (db=pubmed, ids by GET or POST, or WebEnv + query_key), answers with PubmedArticleSet XML built from
 invented :class:`Article` records, logs every request with its arrival time, and can be scripted to
 misbehave with :class:`Fault` (status codes, Retry-After, truncated bodies, NCBI ``<ERROR>`` bodies,
-slow answers). Optionally it enforces NCBI's per-second request limits the way NCBI does (HTTP 429 with
-a JSON body).
+slow answers, answers trickling in a byte at a time). Optionally it enforces NCBI's per-second request
+limits the way NCBI does (HTTP 429 with a JSON body).
+
+Like PubMed's esearch, it lists no record past the 9,999th of a result set (``ESEARCH_CAP``: retstart
+above 9,998 is an error and a page stops there), and it understands a PMID range added to a term,
+``(term) AND low:high[uid]``, which is how a client gets past that cap (``uid_ranges=False`` plays a
+server that ignores it).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +29,9 @@ PUBMED_DOCTYPE = ('<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle,
                   '"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">')
 ESEARCH_DOCTYPE = ('<!DOCTYPE eSearchResult PUBLIC "-//NLM//DTD esearch 20060628//EN" '
                    '"https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20060628/esearch.dtd">')
+#: PubMed's esearch lists at most the first 9,999 records of a result set.
+ESEARCH_CAP = 9999
+_UID_RANGE = re.compile(r"^\((?P<term>.*)\) AND (?P<low>\d+):(?P<high>\d+)\[uid\]$", re.IGNORECASE)
 
 
 @dataclass
@@ -31,6 +40,7 @@ class Article:
     title: str
     abstract: str
     book: bool = False  # a PubmedBookArticle rather than a PubmedArticle
+    markup: str | None = None  # the abstract as raw markup (not escaped): to send what a reader rejects
 
     def xml(self) -> str:
         # a citation with its own PMID: the fetcher must key the article by MedlineCitation/PMID
@@ -41,11 +51,12 @@ class Article:
                     f'<Abstract><AbstractText>{escape(self.abstract)}</AbstractText></Abstract>'
                     f'</BookDocument><PubmedBookData><ArticleIdList><ArticleId IdType="pubmed">{self.pmid}'
                     f'</ArticleId></ArticleIdList></PubmedBookData></PubmedBookArticle>')
+        abstract = escape(self.abstract) if self.markup is None else self.markup
         return (f'<PubmedArticle><MedlineCitation Status="MEDLINE" Owner="NLM">'
                 f'<PMID Version="1">{self.pmid}</PMID><Article PubModel="Print">'
                 f'<Journal><Title>Annals of Invented Clinical Findings</Title></Journal>'
                 f'<ArticleTitle>{escape(self.title)}</ArticleTitle>'
-                f'<Abstract><AbstractText>{escape(self.abstract)}</AbstractText></Abstract></Article>'
+                f'<Abstract><AbstractText>{abstract}</AbstractText></Abstract></Article>'
                 f'<CommentsCorrectionsList><CommentsCorrections RefType="Cites"><PMID Version="1">{cited}'
                 f'</PMID></CommentsCorrections></CommentsCorrectionsList></MedlineCitation>'
                 f'<PubmedData><ArticleIdList><ArticleId IdType="pubmed">{self.pmid}</ArticleId>'
@@ -67,6 +78,7 @@ class Fault:
     truncate: bool = False  # a complete HTTP answer whose body is the first half of the XML
     cut: bool = False  # announce the whole body, send half of it, close the connection
     delay: float = 0.0  # seconds to wait before answering
+    trickle: float = 0.0  # send the body one byte at a time, this many seconds apart (never silent long)
     when_id: str | None = None
     times: int | None = 1  # None: every matching request
 
@@ -86,10 +98,11 @@ class Logged:
 
 class EutilsServer:
     def __init__(self, articles: list[Article], prefix: str = "/entrez/eutils/",
-                 enforce_rate_limit: bool = False):
+                 enforce_rate_limit: bool = False, uid_ranges: bool = True):
         self.articles = {a.pmid: a for a in articles}
         self.prefix = prefix
         self.enforce_rate_limit = enforce_rate_limit
+        self.uid_ranges = uid_ranges  # False: "AND low:high[uid]" is dropped from a term, not applied
         self.faults: list[Fault] = []
         self.log: list[Logged] = []
         self.history: dict[str, list[list[str]]] = {}  # WebEnv -> stored result sets (query_key - 1)
@@ -177,8 +190,14 @@ class EutilsServer:
         term = params.get("term", "").strip()
         if params.get("db") != "pubmed" or not term:
             return error("Empty term and query_key - nothing todo")
+        words, low, high = term, 1, 10 ** 10
+        if (in_range := _UID_RANGE.match(term)) is not None:
+            words = in_range.group("term")
+            if self.uid_ranges:
+                low, high = int(in_range.group("low")), int(in_range.group("high"))
         with self._lock:
-            ids = sorted((a.pmid for a in self.articles.values() if a.matches(term)), key=int, reverse=True)
+            ids = sorted((a.pmid for a in self.articles.values() if a.matches(words) and low <= int(a.pmid) <= high),
+                         key=int, reverse=True)
         if params.get("WebEnv") and params.get("query_key"):
             stored = self._stored(params)
             if isinstance(stored, str):
@@ -186,8 +205,8 @@ class EutilsServer:
             current = set(ids)
             ids = [i for i in stored if i in current]  # the stored set, intersected with the query
         retstart, retmax = int(params.get("retstart", 0)), int(params.get("retmax", 20))
-        if retstart > 9998:
-            return error("Search Backend failed: retstart cannot be larger than 9998")
+        if retstart > ESEARCH_CAP - 1:
+            return error(f"Search Backend failed: retstart cannot be larger than {ESEARCH_CAP - 1}")
         history = ""
         if params.get("usehistory") == "y":
             with self._lock:
@@ -195,7 +214,7 @@ class EutilsServer:
                 sets = self.history.setdefault(webenv, [])
                 sets.append(ids)
                 history = f"<QueryKey>{len(sets)}</QueryKey><WebEnv>{webenv}</WebEnv>"
-        page = ids[retstart:retstart + retmax]
+        page = ids[retstart:min(retstart + retmax, ESEARCH_CAP)]
         extra = ""
         if not ids:
             extra = (f"<ErrorList><PhraseNotFound>{escape(term)}</PhraseNotFound></ErrorList>"
@@ -226,7 +245,8 @@ class EutilsServer:
             found = [self.articles[i] for i in ids if i in self.articles]
         body = (f'<?xml version="1.0" ?>\n{PUBMED_DOCTYPE}\n<PubmedArticleSet>\n'
                 + "".join(a.xml() + "\n" for a in found) + "</PubmedArticleSet>\n")
-        return 200, "text/xml; charset=UTF-8", body.encode("utf-8"), {}
+        # surrogateescape: an article's markup can hold a byte that is not UTF-8 ("\udcff" sends 0xFF)
+        return 200, "text/xml; charset=UTF-8", body.encode("utf-8", "surrogateescape"), {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -276,7 +296,14 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if fault is not None and fault.trickle:
+                self.wfile.flush()
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(fault.trickle)
+            else:
+                self.wfile.write(body)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test)

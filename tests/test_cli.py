@@ -175,13 +175,52 @@ def test_fail_fast_writes_nothing(tiny_model_dir, tmp_path):
 
 
 def test_unknown_model_and_output_format(tmp_path):
-    result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.out", code=1)
+    result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.out", code=2)  # a usage error
     assert "--format" in result.stderr
     result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.jsonl", "--model",
                  tmp_path / "nowhere", code=2)  # a usage error
     assert "nowhere" in result.stderr
     result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.jsonl", "--convention", "nope", code=2)
     assert "has no convention 'nope'" in result.stderr
+
+
+def test_help_names_output_extensions_shipped_models_and_the_data_fallback():
+    tag_help = " ".join(run("tag", "--help").output.split())
+    for fmt in OUTPUT_FORMATS.values():  # the -o help names each format's extension, PubTator's too
+        assert fmt.extensions[0] in tag_help.split("-f, --format")[0].split("-o, --output")[1], fmt.name
+    assert ".pubtator" in tag_help
+    assert f"A shipped model ({', '.join(shipped_models())})" in tag_help
+    evaluate_help = " ".join(run("evaluate", "--help").output.split())
+    assert "Default: $MAMBANER_DATA if set, else ~/.cache/mambaner/data" in evaluate_help
+
+
+@pytest.mark.skipif("default" not in shipped_models(), reason="no embedded default model")
+def test_encoding_options_reach_the_readers(tiny_model_dir, tmp_path, tag_jobs):
+    """--encoding and --encoding-errors go through TagOptions to every reader, end to end."""
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Patients with Wilson disease and Ménière disease were seen.\n".encode("latin-1"))
+    out = tmp_path / "out.jsonl"
+    run("tag", latin1, "-o", out, "--encoding", "latin-1", "-q")
+    (record,) = read_jsonl(out)
+    assert "Ménière" in record["text"] and record["mentions"]  # the shipped model finds the diseases
+    assert_offsets([record])
+    assert any("Wilson disease" in mention["text"] for mention in record["mentions"])
+    result = run("tag", latin1, "-o", tmp_path / "strict.jsonl", "--model", tiny_model_dir, code=1)
+    assert f"{latin1}:1" in result.stderr  # strict by default: the file is an input error
+    run("tag", latin1, "-o", tmp_path / "replaced.jsonl", "--encoding-errors", "replace", "--model",
+        tiny_model_dir, "-q")
+    assert "M\ufffdni\ufffdre" in read_jsonl(tmp_path / "replaced.jsonl")[0]["text"]
+    assert [(o.encoding, o.encoding_errors) for o in tag_jobs] == [
+        ("latin-1", "strict"), ("utf-8", "strict"), ("utf-8", "replace")]
+    result = run("tag", latin1, "-o", tmp_path / "x.jsonl", "--encoding", "no-such-codec", code=2)
+    assert "no-such-codec" in result.stderr
+
+
+def test_encoding_error_choices_are_the_runtimes():
+    from mambaner_cli.cli.tag import tag
+
+    choices = {param.name: getattr(param.type, "choices", None) for param in tag.params}
+    assert tuple(choices["encoding_errors"]) == tag_runtime.ENCODING_ERRORS
 
 
 @pytest.fixture
@@ -297,3 +336,18 @@ def test_a_malformed_pmid_is_a_clear_error_not_a_traceback(tmp_path):
     result = CliRunner().invoke(cli, ["tag", "--pmid", "12,x", "-o", str(tmp_path / "out.jsonl")])
     assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
     assert "'x' is not a PMID" in result.output and "Traceback" not in result.output
+
+
+def test_a_malformed_annotation_line_is_a_warning_not_a_failure(tiny_model_dir, tmp_path):
+    """A PubTator annotation line that cannot be read costs that line: the document is tagged, the line is
+    named as a warning, and the run succeeds (exit 0)."""
+    source = tmp_path / "two.pubtator"
+    source.write_text("7|t|Gout in a child.\n7|a|No fever.\n7\t0\t4\n\n"
+                      "8|t|Asthma again.\n8|a|Rare.\n\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["tag", str(source), "-o", str(tmp_path / "out.jsonl"), "--model",
+                                      str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "two.pubtator:3" in result.output
+    assert "1 warning(s)" in result.output
+    documents = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [d["id"] for d in documents] == ["7", "8"]

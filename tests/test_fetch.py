@@ -47,6 +47,12 @@ def invented(n: int, start: int = FIRST) -> list[Article]:
     return articles
 
 
+@pytest.fixture(autouse=True)
+def private_rate_state(tmp_path, monkeypatch):
+    """The shared rate limiter keeps its state here, not in the user's own directory."""
+    monkeypatch.setenv("MAMBANER_STATE_DIR", str(tmp_path / "rate-state"))
+
+
 @pytest.fixture
 def server():
     srv = EutilsServer(invented(460) + [Article("39999999", "A made-up handbook of rashes", "Chapter one.",
@@ -460,9 +466,11 @@ def test_every_attempt_goes_through_the_shared_limiter(server):
         def __init__(self):
             super().__init__()
             self.rates: list[float] = []
+            self.buckets: list[str] = []
 
-        def wait(self, requests_per_second: float) -> float:
+        def wait(self, requests_per_second: float, bucket: str = "default") -> float:
             self.rates.append(requests_per_second)
+            self.buckets.append(bucket)
             return 0.0
 
     assert FetchSettings().limiter is FetchSettings(email="x").limiter  # one limiter for all settings
@@ -472,6 +480,9 @@ def test_every_attempt_goes_through_the_shared_limiter(server):
     run(ids(3), settings_for(server, limiter=limiter))
     run(ids(2), settings_for(server, limiter=limiter, api_key=None))
     assert limiter.rates == [10, 10, 10, 3]  # esearch, 503, efetch retry, then without a key
+    # NCBI counts per key, or per address without one: two budgets, named without revealing the key
+    assert len(set(limiter.buckets[:3])) == 1 and limiter.buckets[3] == "nokey" != limiter.buckets[0]
+    assert KEY not in limiter.buckets[0]
     assert len(server.log) == 4
 
 

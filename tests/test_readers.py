@@ -189,11 +189,14 @@ def test_text_lines():
         ("notes:1", 0, "first line"), ("notes:4", 0, "fourth line"), ("notes:5", 0, "last")]
 
 
-@pytest.mark.parametrize("lines", [False, True])
-def test_text_bad_utf8_names_the_line(lines):
+def test_text_bad_utf8_names_the_line():
     with pytest.raises(InputError) as raised:
-        read_all(text, b"one\ntwo\nth\xffree\n", "bad.txt", lines=lines)
+        read_all(text, b"one\ntwo\nth\xffree\n", "bad.txt")
     assert raised.value.error.line == 3 and "bad.txt:3" in str(raised.value) and "0xff" in str(raised.value)
+    # one document per line: the bad line is lost and named, the others are read (issue 13)
+    one, error, four = read_all(text, b"one\ntwo\nth\xffree\nfour\n", "bad.txt", lines=True)[1:]
+    assert (one.id, four.id) == ("bad:2", "bad:4")
+    assert isinstance(error, ReadError) and error.line == 3 and "bad.txt:3" in str(error) and "0xff" in str(error)
 
 
 # --- PubTator -----------------------------------------------------------------------------------------
@@ -223,19 +226,23 @@ def test_pubtator_crlf_and_no_trailing_blank_line():
         check_spans(doc)
 
 
-def test_pubtator_malformed_line_skips_to_the_next_document():
+def test_pubtator_malformed_line_costs_only_the_line():
     data = (b"1|t|Title one.\n1|a|Abstract.\ngarbage line\n1\t0\t5\tTitle\tX\tY\n\n"
             b"2|t|Title two.\n2|a|Fine.\n3|t|Three without blank line.\n")
-    error, *docs = read_all(pubtator, data, "p.txt")
-    assert isinstance(error, ReadError) and (error.line, error.doc_id) == (3, "1")
+    warning, *docs = read_all(pubtator, data, "p.txt", keep_annotations=True)
+    assert isinstance(warning, ReadError) and warning.warning and (warning.line, warning.doc_id) == (3, "1")
     assert [(d.id, d.passages[0].text) for d in docs] == [
-        ("2", "Title two."), ("3", "Three without blank line.")]
+        ("1", "Title one."), ("2", "Title two."), ("3", "Three without blank line.")]
+    assert [s.text for s in docs[0].annotations] == ["Title"]  # the line after the bad one still counts
 
 
-def test_pubtator_wrong_offsets_are_an_error():
-    data = b"1|t|Gout.\n1\t0\t3\tGout\tDisease\tD1\n\n2|t|Next.\n"
-    error, doc = read_all(pubtator, data, "p.txt", keep_annotations=True)
-    assert isinstance(error, ReadError) and error.line == 2 and doc.id == "2"
+def test_pubtator_wrong_offsets_cost_the_annotation():
+    data = b"1|t|Gout.\n1\t0\t3\tGout\tDisease\tD1\n1\t0\t4\tGout\tDisease\tD1\n\n2|t|Next.\n"
+    warning, doc, following = read_all(pubtator, data, "p.txt", keep_annotations=True)
+    assert isinstance(warning, ReadError) and warning.warning and warning.line == 2 and warning.doc_id == "1"
+    assert str(warning).startswith("p.txt:2 (PMID 1): annotation 0-3 'Gout' does not match")
+    assert (doc.id, [s.text for s in doc.annotations], following.id) == ("1", ["Gout"], "2")
+    assert [d.id for d in read_all(pubtator, data, "p.txt")] == ["1", "2"]  # not checked unless kept
 
 
 def test_ncbi_disease_test_set_offsets():

@@ -1,13 +1,52 @@
-"""What every command shares: the `mambaner` group, error handling, the stderr console, model options."""
+"""What every command shares: the `mambaner` group, error handling and exit statuses, signals, the
+stderr console, model options."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import click
 
 from mambaner_cli import __version__
 from mambaner_cli.errors import InputError, MambanerError, MambanerUsageError
+from mambaner_cli.runtime.model_dir import shipped_models  # no torch: reads the package's folder names
+
+#: The exit status of a command stopped by Ctrl-C (SIGINT) or SIGTERM: 128 + the signal's number, as a
+#: shell reports a process that the signal killed.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that ``finally`` blocks
+    and :func:`~mambaner_cli.writers.atomic_output` clean up (no ``.part`` file is left behind). A
+    BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` instead of killing the process outright.
+
+    A second SIGTERM during the clean-up is ignored (the clean-up is short; SIGKILL still works). Outside
+    the main thread, where Python cannot set handlers, nothing changes.
+    """
+
+    def raise_terminated(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stderr_console(quiet: bool = False):
@@ -27,13 +66,14 @@ def model_options(function: Callable) -> Callable:
     function = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
                             help="Sentences per model batch (sentences are bucketed by length).")(function)
     function = click.option("--model", "model", default=None, metavar="NAME|DIR",
-                            help="A shipped model name (default, …) or a model directory. "
-                                 "Default: the embedded default model.")(function)
+                            help=f"A shipped model ({', '.join(shipped_models()) or 'none installed'}) or a "
+                                 "model directory. Default: the embedded default model.")(function)
     return function
 
 
 class MambanerGroup(click.Group):
-    """Turns library errors into Click errors, whose message already says how to fix the problem."""
+    """Turns library errors into Click errors, whose message already says how to fix the problem, and
+    signals into their exit statuses (Click's own handling of Ctrl-C says "Aborted!" and exits 1)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -42,6 +82,12 @@ class MambanerGroup(click.Group):
             raise click.UsageError(str(error)) from error
         except (MambanerError, InputError) as error:  # InputError: e.g. a bad PMID in --pmid
             raise click.ClickException(str(error)) from error
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted (Ctrl-C).", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except Terminated:
+            click.echo("Terminated (SIGTERM).", err=True)
+            raise click.exceptions.Exit(EXIT_TERMINATED) from None
 
 
 @click.group(cls=MambanerGroup, context_settings={"help_option_names": ["-h", "--help"]})

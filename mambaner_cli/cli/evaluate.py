@@ -14,7 +14,9 @@ from mambaner_cli.corpora import CORPORA
 @click.option("--split", type=click.Choice(["test", "devel", "train"]), default="test", show_default=True)
 @click.option("--conll", type=click.Path(exists=True, dir_okay=False),
               help="Evaluate on this gold CoNLL file instead of a benchmark split.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Corpus folder (default: $MAMBANER_DATA).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Corpus folder. Default: $MAMBANER_DATA if set, else ~/.cache/mambaner/data "
+                   "($XDG_CACHE_HOME/mambaner/data), where `python -m mambaner_cli.corpora download` puts them.")
 @model_options
 @click.option("--no-documents", is_flag=True, help="Skip the document-level (full pipeline) evaluation.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every number to this file.")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mambaner_cli.cli.common import cli, model_options, stderr_console
+from mambaner_cli.cli.common import cli, model_options, sigterm_raises, stderr_console
 from mambaner_cli.formats import INPUT_FORMATS, OUTPUT_FORMATS, STDIN_FORMAT, STDOUT_FORMAT, FileFormat
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class ConsoleObserver(contextlib.AbstractContextManager):
         self._displays.close()
 
     def warning(self, message: str) -> None:
-        self.console.print(f"warning: {message}")
+        self.console.print(f"warning: {message}", markup=False)  # a glob's [ab] is not markup
 
     @contextlib.contextmanager
     def fetching(self, total: int) -> Iterator[Callable[[int, int], None]]:
@@ -142,6 +142,10 @@ TAG_HELP = f"""Tag INPUTS (files, directories, globs, or - for stdin) and write 
 
 Or tag PubMed records fetched by PMID or query (NCBI E-utilities): --pmid, --pmid-file, --query.
 
+The output appears only when the run completes (a temporary file beside it is renamed onto it); devices,
+FIFOs and - are written as the run goes. Exit status: 0 done, 1 an input, document or PMID failed (or
+the output could not be written), 2 usage error, 130 Ctrl-C, 143 SIGTERM.
+
 \b
 Examples:
   mambaner tag examples/*.xml -o out.parquet
@@ -152,38 +156,51 @@ Examples:
 
 @cli.command(help=TAG_HELP)
 @click.argument("inputs", nargs=-1)
-@click.option("-o", "--output", required=True, help="Output file, or - for standard output.")
+@click.option("-o", "--output", required=True,
+              help=f"Output file, its extension picking the format "
+                   f"({', '.join(fmt.extensions[0] for fmt in OUTPUT_FORMATS.values())}…), or - for standard output.")
 @click.option("-f", "--format", "fmt", type=click.Choice(list(OUTPUT_FORMATS)),
               help=f"Output format; default: from the output file's extension ({STDOUT_FORMAT} for -).")
 @click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)),
               help=f"Input format; default: from each file's extension ({STDIN_FORMAT} for -).")
 @click.option("--lines", is_flag=True, help="Plain text: one document per line instead of per file.")
+@click.option("--encoding", default="utf-8", show_default=True, metavar="NAME",
+              help="Encoding of inputs without a byte-order mark (XML: unless its declaration names one), "
+                   "e.g. latin-1, cp1252, utf-16.")
+@click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
+              help="strict: an input (with --lines, a line) that does not decode is an error; replace: "
+                   "decode bad bytes as U+FFFD and tag the document.")
 @model_options
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
 @pubmed_options
 @click.option("--fail-fast", is_flag=True, help="Stop at the first bad input (no output is written).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str | None, lines: bool,
-        model: str | None, batch_size: int, device: str, convention: str | None, threads: int, fail_fast: bool,
-        quiet: bool, pubmed: PubmedOptions) -> None:
+        encoding: str, encoding_errors: str, model: str | None, batch_size: int, device: str,
+        convention: str | None, threads: int, fail_fast: bool, quiet: bool, pubmed: PubmedOptions) -> None:
     """`mambaner tag` (help: TAG_HELP, built from the format registry): every option into one TagOptions,
     one run over the files and the PubMed records, then the summary and the exit status."""
     from mambaner_cli.runtime.run import TagOptions, run_tag_job
 
     options = TagOptions(output=output, inputs=inputs, output_format=fmt, input_format=input_format, lines=lines,
                          model=model, batch_size=batch_size, device=device, convention=convention,
-                         threads=threads, fail_fast=fail_fast, quiet=quiet, pubmed=pubmed)
+                         threads=threads, fail_fast=fail_fast, encoding=encoding, encoding_errors=encoding_errors,
+                         quiet=quiet, pubmed=pubmed)
     if not options.has_documents:
         raise click.UsageError("Give input files, directories, globs or - for stdin, or --pmid/--pmid-file/--query.")
     console = stderr_console(quiet)
-    with ConsoleObserver(console, quiet) as observer:
+    with sigterm_raises(), ConsoleObserver(console, quiet) as observer:
         result = run_tag_job(options, observer)
         summary = result.summary
         if not quiet:
             rate = summary.sentences / max(summary.seconds, 1e-9)
+            where = (f"nothing tagged, so {output} was left as it was" if result.output_kept
+                     else f"→ {output}")
             console.print(f"{summary.documents} documents, {summary.sentences} sentences, {summary.mentions} "
-                          f"mentions in {summary.seconds:.1f} s ({rate:.0f} sentences/s) → {output}; model "
+                          f"mentions in {summary.seconds:.1f} s ({rate:.0f} sentences/s) {where}; model "
                           f"{result.model_label}", markup=False)
+            if summary.warnings:  # each was printed as it came; they cost no document
+                console.print(f"{len(summary.warnings)} warning(s) (no document lost)", markup=False)
             if result.problems:
                 console.print(f"[red]{len(result.problems)} problem(s)[/red] in "
                               f"{len(summary.failed_sources)} input(s):")
@@ -208,7 +225,7 @@ def fetch(output: str, quiet: bool, pubmed: PubmedOptions) -> None:
     if not pubmed.requested:
         raise click.UsageError("Give --pmid, --pmid-file or --query.")
     console = stderr_console(quiet)
-    with ConsoleObserver(console, quiet) as observer:
+    with sigterm_raises(), ConsoleObserver(console, quiet) as observer:
         source = PubmedSource(pubmed, warn=observer.warning)
         with observer.fetching(len(source.pmids)) as on_progress, atomic_output(output) as stream:
             batches = source.batches(on_progress=on_progress)

@@ -2,8 +2,9 @@
 
 Files are ``<cache_dir>/<pmid>.xml``, each one ``<PubmedArticle>`` (or ``<PubmedBookArticle>``) exactly
 as efetch returned it. Each is written to a temporary file and renamed into place, so an interrupted
-run leaves whole files or none. A file that does not parse, or holds another PMID, is ignored (and the
-PMID fetched again, which overwrites it). Entries never expire: delete the directory to refresh.
+run leaves whole files or none. A file the PubMed reader cannot parse (checked with the reader's own
+parser, as fetched articles are), or that holds another PMID, is ignored (and the PMID fetched again,
+which overwrites it). Entries never expire: delete the directory to refresh.
 """
 
 from __future__ import annotations

@@ -3,20 +3,29 @@
 :func:`fetch_batches` yields PubmedArticleSet XML, one document per batch, for the PubMed XML reader
 (or :func:`~.articles.write_pubmed_xml`). Every requested PMID ends up in exactly one place of the
 :class:`FetchReport`: delivered (``fetched``), ``missing`` (PubMed answered without it) or ``failed``
-(its batch kept failing); none is dropped silently.
+(its batch kept failing, or PubMed's record of it is one the PubMed reader cannot parse: that article
+alone fails); none is dropped silently.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from lxml import etree
 
-from ..errors import MambanerError
-from .articles import MalformedResponse, NcbiErrorResponse, error_text, join_article_set, split_article_set
+from ..errors import MambanerError, MambanerUsageError
+from .articles import (
+    MalformedResponse,
+    NcbiErrorResponse,
+    error_text,
+    join_article_set,
+    scan_root,
+    split_records,
+)
 from .cache import ArticleCache
 from .settings import FetchSettings
 from .transport import RequestFailed, call
@@ -25,6 +34,9 @@ log = logging.getLogger("mambaner.fetch")
 
 #: PubMed's esearch serves only the first 9,999 records of a result set (retstart <= 9998).
 ESEARCH_LIMIT = 9999
+#: The highest PMID :func:`~.pmids.parse_pmid_list` accepts (ten digits); the top of the range search.
+MAX_PMID = 9_999_999_999
+_PMID = re.compile(r"[1-9][0-9]{0,9}")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -38,7 +50,8 @@ class FetchReport:
     cached: int = 0  # of which read from the cache
     duplicates: int = 0  # repeated PMIDs in the input, asked for once
     missing: list[str] = field(default_factory=list)  # PubMed answered, but without these
-    failed: list[tuple[list[str], str]] = field(default_factory=list)  # (PMIDs of a batch, reason)
+    # (PMIDs of a batch, reason), or ([PMID], reason) for one record the PubMed reader cannot parse
+    failed: list[tuple[list[str], str]] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # returned without being asked for (delivered too)
 
     @property
@@ -95,67 +108,148 @@ def _parse_esearch(body: bytes) -> _SearchPage:
         warnings = [f"PubMed did not find {p!r}" for p in errors.get("phrasesnotfound", [])]
         return _SearchPage(count, [str(i) for i in result.get("idlist", [])], result.get("webenv"),
                            result.get("querykey"), warnings)
+    root_tag, closed = scan_root(body)
     try:
         root = etree.fromstring(body, etree.XMLParser(no_network=True, load_dtd=False, resolve_entities=False))
     except etree.XMLSyntaxError as exc:
-        raise MalformedResponse(f"esearch answer is not well-formed XML ({exc})") from None
+        # cut short: worth another try; complete but broken (or not XML at all): it would come back the same
+        retryable = root_tag == "eSearchResult" and not closed
+        raise MalformedResponse(f"esearch answer is not well-formed XML ({exc})", retryable=retryable) from None
     message = error_text(root)
     if message is not None:
         raise NcbiErrorResponse(message)
     if root.tag != "eSearchResult" or root.findtext("Count") is None:
-        raise MalformedResponse(f"expected <eSearchResult> with a <Count>, got <{root.tag}>")
+        raise MalformedResponse(f"expected <eSearchResult> with a <Count>, got <{root.tag}>", retryable=False)
     try:
         count = int(root.findtext("Count", ""))
     except ValueError:
-        raise MalformedResponse("esearch <Count> is not a number") from None
+        raise MalformedResponse("esearch <Count> is not a number", retryable=False) from None
     ids = [(e.text or "").strip() for e in root.iterfind("IdList/Id")]
     warnings = [f"PubMed did not find {(e.text or '').strip()!r}" for e in root.iterfind("ErrorList/*")
                 if e.tag.startswith("PhraseNotFound") or e.tag.startswith("FieldNotFound")]
     return _SearchPage(count, ids, root.findtext("WebEnv"), root.findtext("QueryKey"), warnings)
 
 
-def search(query: str, settings: FetchSettings, max_results: int, page_size: int = ESEARCH_LIMIT) -> SearchResult:
-    """The PMIDs of the first ``max_results`` PubMed records matching ``query``.
+@dataclass
+class _Listing:
+    count: int  # records matching the term
+    pmids: list[str]  # in PubMed's order, numeric and distinct
+    warnings: list[str]
+
+
+def _list_pmids(term: str, query: str, settings: FetchSettings, wanted: int, page_size: int,
+                stop_over_limit: bool = False) -> _Listing:
+    """The first ``wanted`` (at most ESEARCH_LIMIT) PMIDs matching ``term``, paged through the history server.
 
     The first esearch stores the result set on NCBI's history server (usehistory=y); later pages
-    (``retstart``) are read from that stored set (WebEnv + query_key), so records added meanwhile do
-    not shift the pages. Raises :class:`MambanerError` if PubMed cannot run the search.
+    (``retstart``) are read from that stored set (WebEnv + query_key), so records added meanwhile do not
+    shift the pages. With ``stop_over_limit``, a term matching more than ESEARCH_LIMIT records stops after
+    its first page (the caller splits it). An ``<Id>`` that is not a PMID is skipped with a warning.
     """
-    settings.require_email()
-    if not query.strip():
-        raise MambanerError("the PubMed query is empty")
-    if max_results < 1 or page_size < 1:
-        raise MambanerError("the maximum number of search results must be at least 1")
-    result = SearchResult(query, 0, [])
-    wanted = max_results
-    if max_results > ESEARCH_LIMIT:
-        wanted = ESEARCH_LIMIT
+    listing = _Listing(0, [], [])
+    known: set[str] = set()
     webenv: str | None = None
     query_key: str | None = None
+    retstart = 0
+    first = True
     while True:
-        params: dict[str, object] = {"db": "pubmed", "term": query, "usehistory": "y",
-                                     "retstart": len(result.pmids),
-                                     "retmax": min(page_size, wanted - len(result.pmids))}
+        params: dict[str, object] = {"db": "pubmed", "term": term, "usehistory": "y", "retstart": retstart,
+                                     "retmax": min(page_size, wanted - len(listing.pmids))}
         if webenv and query_key:
             params.update(WebEnv=webenv, query_key=query_key)
         try:
             page = call(settings, "esearch", params, _parse_esearch)
         except RequestFailed as exc:
             raise MambanerError(f"PubMed search {query!r} failed: {exc}") from None
-        if not result.pmids:  # the first page: it created the stored set
-            result.count = page.count
-            result.warnings.extend(page.warnings)
+        if first:  # the first page: it created the stored set
+            listing.count = page.count
+            listing.warnings.extend(page.warnings)
             webenv, query_key = page.webenv, page.query_key
-        known = set(result.pmids)
-        fresh = [pmid for pmid in page.ids if pmid not in known]
-        result.pmids.extend(fresh)
-        if not fresh or len(result.pmids) >= min(wanted, result.count):
+            first = False
+        retstart += len(page.ids)
+        fresh = 0
+        for pmid in page.ids:
+            if not _PMID.fullmatch(pmid):
+                listing.warnings.append(f"PubMed's search answer lists {pmid!r}, which is not a PMID; skipped")
+            elif pmid not in known:
+                known.add(pmid)
+                listing.pmids.append(pmid)
+                fresh += 1
+        if stop_over_limit and listing.count > ESEARCH_LIMIT:
             break
-    if result.count > len(result.pmids) and max_results > ESEARCH_LIMIT:
-        result.warnings.append(f"{result.count} records match, but PubMed's esearch serves only the first "
-                               f"{ESEARCH_LIMIT}; split the query (e.g. by publication date) to get the rest")
-    if len(result.pmids) > max_results:
-        del result.pmids[max_results:]
+        if not fresh or len(listing.pmids) >= min(wanted, listing.count) or retstart >= ESEARCH_LIMIT:
+            break
+    return listing
+
+
+def _pmid_range_term(query: str, low: int, high: int) -> str:
+    return f"({query}) AND {low}:{high}[uid]"
+
+
+def _list_by_pmid_ranges(query: str, settings: FetchSettings, wanted: int, page_size: int,
+                         first: list[str]) -> tuple[list[str], list[str]]:
+    """Up to ``wanted`` PMIDs matching ``query``, highest first, past esearch's 9,999 limit.
+
+    The query is split into PMID ranges (``(query) AND low:high[uid]``), each narrowed until it matches
+    at most ESEARCH_LIMIT records, and those are listed whole. PMID ranges rather than publication dates:
+    a single date can hold more than 9,999 records (year-only dates all fall on 1 January), while a PMID
+    range can always be split further. A range is split at the lowest PMID of its first page (PubMed lists
+    the newest records, which have the highest PMIDs, first: the upper part then nearly fits one listing),
+    or in the middle when that does not split it. ``first`` is the unsplit query's first page. Returns the
+    PMIDs and warnings; raises :class:`MambanerError` if the server does not restrict by PMID range.
+    """
+    top = max((int(pmid) for pmid in first), default=MAX_PMID)
+    pending = [(1, top)] + ([(top + 1, MAX_PMID)] if top < MAX_PMID else [])  # a stack: highest range last
+    pmids: list[str] = []
+    seen: set[str] = set()
+    warnings: list[str] = []
+    while pending and len(pmids) < wanted:
+        low, high = pending.pop()
+        listing = _list_pmids(_pmid_range_term(query, low, high), query, settings, ESEARCH_LIMIT, page_size,
+                              stop_over_limit=True)
+        warnings.extend(w for w in listing.warnings if "is not a PMID" in w)
+        if listing.count > high - low + 1 or any(not low <= int(pmid) <= high for pmid in listing.pmids):
+            raise MambanerError(f"PubMed search {query!r} matches more than the {ESEARCH_LIMIT} records one "
+                                f"search lists, and the server does not narrow a search by PMID range ([uid]), "
+                                f"so the rest cannot be listed; lower --max to {ESEARCH_LIMIT} or split the "
+                                f"query (e.g. by publication date)")
+        if listing.count <= ESEARCH_LIMIT:
+            for pmid in sorted(listing.pmids, key=int, reverse=True):
+                if pmid not in seen:
+                    seen.add(pmid)
+                    pmids.append(pmid)
+            continue
+        lowest = min((int(pmid) for pmid in listing.pmids), default=low)
+        split = lowest if low < lowest <= high else low + (high - low + 1) // 2
+        pending += [(low, split - 1), (split, high)]
+    return pmids[:wanted], warnings
+
+
+def search(query: str, settings: FetchSettings, max_results: int, page_size: int = ESEARCH_LIMIT) -> SearchResult:
+    """The PMIDs of the first ``max_results`` PubMed records matching ``query``.
+
+    Up to ESEARCH_LIMIT (9,999) records, in PubMed's order, paged through the history server. Beyond that
+    (esearch lists no record past the 9,999th), the query is split by PMID range and the records come
+    highest PMID (newest) first: every matching record up to ``max_results``, none dropped silently.
+    Raises :class:`MambanerUsageError` for an empty query and :class:`MambanerError` if PubMed cannot run
+    the search.
+    """
+    settings.require_email()
+    if not query.strip():
+        raise MambanerUsageError("the PubMed query is empty")
+    if max_results < 1 or page_size < 1:
+        raise MambanerUsageError("the maximum number of search results must be at least 1")
+    page_size = min(page_size, ESEARCH_LIMIT)
+    listing = _list_pmids(query, query, settings, min(max_results, ESEARCH_LIMIT), page_size)
+    result = SearchResult(query, listing.count, listing.pmids, listing.warnings)
+    if listing.count > ESEARCH_LIMIT and max_results > ESEARCH_LIMIT:
+        result.pmids, warnings = _list_by_pmid_ranges(query, settings, max_results, page_size, listing.pmids)
+        result.warnings.extend(warnings)
+        wanted = min(max_results, listing.count)
+        if len(result.pmids) < wanted:  # records deleted or changed while the ranges were listed
+            result.warnings.append(f"{listing.count} records matched {query!r} at first, but only "
+                                   f"{len(result.pmids)} were found range by range")
+    del result.pmids[max_results:]
     return result
 
 
@@ -179,7 +273,9 @@ def fetch_batches(pmids: Sequence[str], settings: FetchSettings, report: FetchRe
 
     Cached articles come first (joined into sets of ``batch_size``), then one document per efetch
     batch of at most ``batch_size`` uncached PMIDs; a batch that yields no article yields no document.
-    Each fetched article is cached before its batch is yielded, so an interrupted run loses nothing.
+    Each fetched article is cached before its batch is yielded, so an interrupted run loses nothing;
+    when the cache cannot be written (a full disk), that is said once and the run goes on without it.
+    An article the PubMed reader cannot parse is not delivered (nor cached) but reported as failed, alone.
     ``on_progress(done, total)`` is called as PMIDs are settled: ``done`` counts PMIDs delivered,
     missing or failed, so it reaches ``total`` (the distinct PMIDs) even when some fail.
     """
@@ -198,6 +294,7 @@ def fetch_batches(pmids: Sequence[str], settings: FetchSettings, report: FetchRe
     progress(0)
     cache = ArticleCache(settings.cache_dir) if settings.cache_dir is not None else None
     delivered: set[str] = set()
+    cache_writable = True
     to_fetch = unique
     if cache is not None:
         to_fetch = []
@@ -231,8 +328,8 @@ def fetch_batches(pmids: Sequence[str], settings: FetchSettings, report: FetchRe
             progress(len(batch))
             continue
         try:
-            articles = call(settings, "efetch", {"db": "pubmed", "id": batch, "rettype": "xml",
-                                                 "retmode": "xml"}, split_article_set)
+            records = call(settings, "efetch", {"db": "pubmed", "id": batch, "rettype": "xml",
+                                                "retmode": "xml"}, split_records)
         except RequestFailed as exc:
             last_reason = str(exc)
             failures_in_a_row += 1
@@ -243,26 +340,41 @@ def fetch_batches(pmids: Sequence[str], settings: FetchSettings, report: FetchRe
         failures_in_a_row = 0
         wanted = set(batch)
         returned: set[str] = set()
+        unreadable = 0
         documents: list[bytes] = []
-        for pmid, xml in articles:
+        for record in records:
+            pmid = record.pmid
+            if pmid is None:
+                log.warning("PubMed returned an article without a readable PMID (%s); skipped", record.problem)
+                continue
             if pmid in returned:
                 continue  # the same record twice in one answer
             returned.add(pmid)
             if pmid in delivered:
                 continue  # already yielded: PubMed sent it unasked with an earlier batch
-            documents.append(xml)
+            if record.problem is not None:
+                # one article the reader cannot parse: it alone fails, and it is not cached (a rerun asks again)
+                reason = f"PubMed's record cannot be read ({record.problem})"
+                log.warning("PMID %s: %s", pmid, reason)
+                if pmid in wanted:
+                    report.failed.append(([pmid], reason))
+                    unreadable += 1
+                continue
+            delivered.add(pmid)
+            documents.append(record.xml)
             if pmid not in wanted:
                 report.unexpected.append(pmid)
                 log.warning("PubMed returned PMID %s, which was not asked for", pmid)
-            if cache is not None:
+            if cache is not None and cache_writable:
                 try:
-                    cache.put(pmid, xml)
-                except OSError as exc:
-                    log.warning("cannot cache PMID %s in %s: %s", pmid, cache.directory, exc)
+                    cache.put(pmid, record.xml)
+                except OSError as exc:  # a full disk fails every later write too: say it once, go on
+                    cache_writable = False
+                    log.warning("cannot write to the cache %s (%s); going on without caching",
+                                cache.directory, exc.strerror or exc)
         missing = [pmid for pmid in batch if pmid not in returned]
         report.missing.extend(missing)
-        report.fetched += len(batch) - len(missing)
-        delivered |= returned
+        report.fetched += len(batch) - len(missing) - unreadable
         if documents:
             yield join_article_set(documents)
         progress(len(batch))

@@ -1,19 +1,22 @@
 """How to reach NCBI E-utilities: who we are, which key, which server, how patient to be.
 
 The API key is a secret: it is left out of ``repr`` and :func:`redact` scrubs it (and any
-``api_key=...`` parameter) from every message, log line and exception text this package produces.
+``api_key=...`` parameter) from every message, log line and exception text this package produces, in
+whatever spelling it appears there: as typed, form-encoded (a space as ``+``, ``+`` as ``%2B``), percent-
+encoded once or twice in either case, or escaped as XML/HTML or JSON text.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from urllib.parse import quote
 
-from ..errors import MambanerError
+from ..errors import MambanerError, MambanerUsageError
 from .ratelimit import SHARED_LIMITER, RateLimiter
 
 DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
@@ -27,10 +30,32 @@ ENV_BASE_URL = "NCBI_EUTILS_URL"
 _KEY_PARAMETER = re.compile(r"""(api[_-]?key["']?\s*[=:]\s*["']?)[^&\s"',;}<]+""", re.IGNORECASE)
 
 
+def _spellings(char: str) -> list[str]:
+    """Regular expressions for every way ``char`` can be written in a URL, a form body, XML or JSON."""
+    utf8 = char.encode("utf-8")
+    forms = [re.escape(char),
+             "".join(f"%{byte:02x}" for byte in utf8),  # percent-encoded (case-insensitive match)
+             "".join(f"%25{byte:02x}" for byte in utf8),  # ... twice (a URL quoted inside a URL)
+             f"&#0*{ord(char)};", f"&#x0*{ord(char):x};",  # XML character references
+             re.escape(f"\\u{ord(char):04x}")]  # a JSON string escape
+    if char == " ":
+        forms.append(r"\+")  # application/x-www-form-urlencoded, as Bio.Entrez sends it
+    escaped = html.escape(char)
+    if escaped != char:
+        forms.append(re.escape(escaped))
+    return forms
+
+
+@lru_cache(maxsize=8)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """Matches ``secret`` with each character in any of its spellings (mixed spellings too)."""
+    return re.compile("".join(f"(?:{'|'.join(_spellings(char))})" for char in secret), re.IGNORECASE)
+
+
 def redact(text: str, secret: str | None = None) -> str:
-    """``text`` with ``secret`` and every ``api_key=value`` / ``"api-key": "value"`` masked."""
+    """``text`` with ``secret`` (in any spelling) and every ``api_key=value`` / ``"api-key": "value"`` masked."""
     if secret:
-        text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+        text = _secret_pattern(secret).sub("***", text)
     return _KEY_PARAMETER.sub(r"\1***", text)
 
 
@@ -45,19 +70,25 @@ class FetchSettings:
     max_retries: int = 5  # retries after the first attempt, for timeouts, 429, 5xx, bad bodies
     backoff: float = 1.0  # first retry delay in seconds; doubles on each retry (Retry-After wins)
     timeout: float = 30.0  # seconds without data before a request counts as timed out
+    # seconds for a whole request, connection to last byte: the timeout above only bounds silence, so a
+    # server sending a byte now and then would otherwise hold a request (and the run) forever
+    deadline: float = 120.0
     batch_size: int = MAX_BATCH_SIZE
     cache_dir: Path | None = None
     max_retry_after: float = 120.0  # cap on any single wait between attempts
     # after this many failed batches in a row, stop asking and report the rest as failed (0: never stop)
     max_consecutive_failures: int = 3
     limiter: RateLimiter = field(default=SHARED_LIMITER, repr=False, compare=False)
+    # whether E-utilities has answered one request with these settings: until it has, a host that does
+    # not resolve or refuses the connection is a wrong URL or no network, reported at once, not retried
+    answered: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise MambanerError(f"batch size {self.batch_size} is out of range: NCBI allows 1 to "
                                 f"{MAX_BATCH_SIZE} PMIDs per request")
-        if self.max_retries < 0 or self.backoff < 0 or self.timeout <= 0:
-            raise MambanerError("max_retries and backoff must be >= 0 and timeout > 0")
+        if self.max_retries < 0 or self.backoff < 0 or self.timeout <= 0 or self.deadline <= 0:
+            raise MambanerError("max_retries and backoff must be >= 0, timeout and deadline > 0")
         if not self.base_url.startswith(("http://", "https://")):
             raise MambanerError(f"E-utilities URL {self.base_url!r} must start with http:// or https:// "
                                 f"(set it with --eutils-url or {ENV_BASE_URL})")
@@ -81,10 +112,12 @@ class FetchSettings:
         return 10 if self.api_key else 3
 
     def require_email(self) -> None:
-        """NCBI wants a contact address with every request, to write before it blocks a client."""
+        """NCBI wants a contact address with every request, to write before it blocks a client.
+
+        A usage error (exit status 2): the command line lacks an option it needs."""
         if not self.email:
-            raise MambanerError(f"NCBI asks for a contact email with every request: pass --email or set "
-                                f"{ENV_EMAIL}")
+            raise MambanerUsageError(f"NCBI asks for a contact email with every request: pass --email or "
+                                     f"set {ENV_EMAIL}")
 
     def redact(self, text: str) -> str:
         return redact(text, self.api_key)

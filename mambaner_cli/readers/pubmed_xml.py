@@ -37,10 +37,20 @@ _PATHS = {
 }
 
 
-def read(stream: BinaryIO, source: str, **_options: object) -> Iterator[Document | ReadError]:
-    """Stream the articles of a PubmedArticleSet file in constant memory."""
-    for elem in iter_records(stream, source, RECORDS, "PubmedArticleSet", hint=_ROOT_HINT):
-        if elem.tag != "DeleteCitation":
+def read(stream: BinaryIO, source: str, *, encoding: str = "utf-8", errors: str = "strict",
+         **_options: object) -> Iterator[Document | ReadError]:
+    """Stream the articles of a PubmedArticleSet file in constant memory; an article with bytes that do
+    not decode (``errors="strict"``) is a ReadError, the others are still read."""
+    records = iter_records(stream, source, RECORDS, "PubmedArticleSet", hint=_ROOT_HINT, encoding=encoding,
+                           errors=errors)
+    for elem in records:
+        if elem.tag == "DeleteCitation":
+            continue
+        if records.undecodable:
+            line, message = records.undecodable
+            pmid = normalize_space(elem.findtext(_PATHS[elem.tag][0]) or "")
+            yield ReadError(source, message, line=line, doc_id=pmid or None)
+        else:
             yield _document(elem, source)
 
 

@@ -34,6 +34,8 @@ class RunSummary:
     tokens: int = 0
     mentions: int = 0
     errors: list[ReadError] = field(default_factory=list)
+    # problems that cost no document (e.g. a malformed PubTator annotation line): reported, not failures
+    warnings: list[ReadError] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -140,9 +142,11 @@ def in_background(iterator: Iterator[T], depth: int) -> Iterator[T]:
 def tag_documents(items: Iterable[Document | ReadError], tagger: SentenceTagger, summary: RunSummary,
                   batch_size: int = 32, chunk_sentences: int = 512,
                   on_error: Callable[[ReadError], None] | None = None,
+                  on_warning: Callable[[ReadError], None] | None = None,
                   on_progress: Callable[[RunSummary], None] | None = None,
                   prefetch: int = 2) -> Iterator[Document]:
-    """Tag a stream of documents; read errors go to ``summary.errors`` (and ``on_error``) as they come.
+    """Tag a stream of documents; read errors go to ``summary.errors`` (and ``on_error``) as they come,
+    warnings (``ReadError.warning``: a problem that cost no document) to ``summary.warnings`` (``on_warning``).
 
     With ``prefetch`` > 0, reading and sentence splitting run in a background thread up to that many
     chunks ahead of the model; 0 does everything in the calling thread. The output is the same.
@@ -152,6 +156,11 @@ def tag_documents(items: Iterable[Document | ReadError], tagger: SentenceTagger,
         chunks = in_background(chunks, prefetch)
     for item in chunks:
         if isinstance(item, ReadError):
+            if item.warning:  # the document itself comes through: nothing is lost
+                summary.warnings.append(item)
+                if on_warning:
+                    on_warning(item)
+                continue
             summary.errors.append(item)
             if on_error:
                 on_error(item)

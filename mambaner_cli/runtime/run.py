@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mambaner_cli import formats
 from mambaner_cli.document import Document
-from mambaner_cli.errors import MambanerError, ReadError
+from mambaner_cli.errors import MambanerError, MambanerUsageError, ReadError
 from mambaner_cli.fetch.source import PubmedOptions, PubmedSource
 from mambaner_cli.readers import expand_inputs, iter_documents
+from mambaner_cli.readers.text import check_decoding
 from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger, tag_documents
-from mambaner_cli.writers import detect_output_format, open_writer
+from mambaner_cli.writers import check_output, open_writer, output_format, output_target
 
 
 class FailFast(MambanerError):
     """Raised on the first read error when the user asked to stop there."""
+
+
+class _KeepPrevious(Exception):
+    """Raised inside the writer when nothing was tagged and every input failed: the temporary file is
+    dropped, so the previous output stays as it was instead of being replaced by an empty one."""
+
+
+#: What ``--encoding-errors`` offers: stop at an undecodable byte, or decode it as U+FFFD.
+ENCODING_ERRORS = ("strict", "replace")
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,8 @@ class TagOptions:
     convention: str | None = None  # None: the model's default annotation convention
     threads: int = 0  # 0: one per physical core
     fail_fast: bool = False  # stop at the first bad input, writing nothing
+    encoding: str = "utf-8"  # of text inputs without a byte-order mark (XML: its declaration first)
+    encoding_errors: str = "strict"  # strict: an undecodable input (or line, with lines) is an error
     quiet: bool = False  # for the caller's observer: no progress or summary (the job itself prints nothing)
     pubmed: PubmedOptions = field(default_factory=PubmedOptions)  # records to fetch after the files
 
@@ -58,6 +72,7 @@ class TagResult:
     summary: RunSummary
     model_label: str
     problems: list[str]  # read errors, then PMID problems; any makes the run a failure (exit status 1)
+    output_kept: bool = False  # nothing could be tagged, so the output file already there was left as it was
 
 
 class TagObserver(Protocol):
@@ -99,27 +114,100 @@ def run_tag_job(options: TagOptions, observer: TagObserver | None = None) -> Tag
     """Tag every document of ``options``' sources (the input files, then the PubMed records) with one
     model into one output, and say what went wrong.
 
-    Errors that stop the run before anything is tagged (unknown output extension, bad PMID list or query,
-    bad model) raise :class:`MambanerError` in that order; fail-fast raises :class:`FailFast`.
+    Everything that would stop the run is checked before any input is read, in this order, raising
+    :class:`MambanerUsageError` (the command line's exit status 2) or :class:`MambanerError`: the output
+    format, the encoding, the output path (see :func:`~mambaner_cli.writers.check_output`), the inputs
+    (the output among them, or no input file at all), the PMID list or query, the model. Fail-fast
+    raises :class:`FailFast`. When no document could be tagged and something failed, an output file
+    already there is left untouched (``output_kept``).
     """
     observer = observer or SilentObserver()
-    output_format = options.output_format or detect_output_format(options.output)
+    fmt = output_format(options.output, options.output_format)
+    check_encoding(options.encoding, options.encoding_errors)
+    check_output(options.output)
     sources: list[Iterable[Document | ReadError]] = []
-    if options.inputs:
-        sources.append(iter_documents(expand_inputs(options.inputs), input_format=options.input_format,
-                                      lines=options.lines))
+    inputs = input_paths(options, observer)
+    if inputs:
+        sources.append(iter_documents(inputs, input_format=options.input_format, lines=options.lines,
+                                      encoding=options.encoding, errors=options.encoding_errors))
     pubmed = PubmedSource(options.pubmed, warn=observer.warning) if options.pubmed.requested else None
+    problems: list[str] = []
+
+    def replace_output(summary: RunSummary) -> bool:
+        """Called once every document is written: gathers the problems and says whether the output
+        replaces what is there (not when nothing was tagged because everything failed)."""
+        problems.extend(str(error) for error in summary.errors)
+        problems.extend(pubmed.failures() if pubmed else [])
+        return summary.documents > 0 or not problems
+
     with contextlib.ExitStack() as stack:
         if pubmed is not None:
             on_fetch_progress = stack.enter_context(observer.fetching(len(pubmed.pmids)))
             sources.append(pubmed.documents(on_progress=on_fetch_progress))
         tagger = _load_tagger(options)
         with observer.tagging() as on_progress:
-            summary = tag_to_file(itertools.chain.from_iterable(sources), tagger, options.output, output_format,
-                                  batch_size=options.batch_size, fail_fast=options.fail_fast,
-                                  on_error=observer.error, on_progress=on_progress)
-        problems = [str(error) for error in summary.errors] + (pubmed.failures() if pubmed else [])
-    return TagResult(summary, tagger.label, problems)
+            summary, replaced = _tag_into(itertools.chain.from_iterable(sources), tagger, options.output, fmt,
+                                          batch_size=options.batch_size, fail_fast=options.fail_fast,
+                                          on_error=observer.error, on_progress=on_progress,
+                                          on_warning=lambda warning: observer.warning(str(warning)),
+                                          replace_output=replace_output)
+    return TagResult(summary, tagger.label, problems, output_kept=not replaced)
+
+
+def check_encoding(encoding: str, errors: str) -> None:
+    """A usage error unless ``encoding`` is a text encoding and ``errors`` one of :data:`ENCODING_ERRORS`."""
+    if errors not in ENCODING_ERRORS:
+        raise MambanerUsageError(f"unknown encoding error handling '{errors}'; choose one of "
+                                 f"{', '.join(ENCODING_ERRORS)}")
+    try:
+        check_decoding(encoding, errors)
+    except MambanerError as error:
+        raise MambanerUsageError(str(error)) from None
+
+
+def input_paths(options: TagOptions, observer: TagObserver) -> list[str]:
+    """The input files of a run, its directories and globs expanded, refused before anything is read
+    when one of them is the output (writing it would destroy the input).
+
+    The output is left out of directory and glob expansion (and so are its temporary files), so a run
+    whose output lies in its input folder does not read the previous run's output back. A directory or
+    glob that gives no input file is a usage error when nothing else gives documents ("no inputs"), a
+    warning otherwise. A named input that cannot be read is not refused here: the reader reports it.
+    """
+    exclude = () if options.output == "-" else (options.output,)
+    paths: list[str] = []
+    empty: list[str] = []
+    for pattern in options.inputs:
+        found = expand_inputs([pattern], exclude=exclude)
+        if found:
+            paths.extend(found)
+        else:
+            empty.append(pattern)
+    paths = list(dict.fromkeys(paths))
+    for path in paths:
+        if _same_file(path, options.output):
+            same = "" if path == options.output else f" ('{path}')"
+            raise MambanerUsageError(f"the output '{options.output}' is also an input{same}: writing it would "
+                                     "destroy the input; choose another output file")
+    if empty:
+        extensions = ", ".join(formats.INPUT_EXTENSIONS)
+        message = (f"no input file in {', '.join(repr(pattern) for pattern in empty)} (directories and globs give "
+                   f"files ending in {extensions}, gzipped or not, and leave out hidden files and the output)")
+        if not paths and not options.pubmed.requested:
+            raise MambanerUsageError(f"no inputs: {message}")
+        observer.warning(message)
+    return paths
+
+
+def _same_file(path: str, output: str) -> bool:
+    """Whether input ``path`` and ``output`` are one file, however each is spelled (links, ``./``,
+    hard links); when either is not there yet, by their resolved paths."""
+    if path == "-" or output == "-":
+        return False
+    try:
+        return os.path.samefile(path, output)
+    except OSError:
+        return os.path.realpath(path) == os.path.realpath(output)
 
 
 def _load_tagger(options: TagOptions) -> SentenceTagger:
@@ -139,9 +227,25 @@ def tag_to_file(items: Iterable[Document | ReadError], tagger: SentenceTagger, o
     """Tag every document of ``items`` and write them to ``output`` ("-" for stdout) as ``fmt``.
 
     The output appears only once complete (a crash, Ctrl-C or ``fail_fast`` leaves any earlier file
-    untouched). Read errors are collected in the summary; the caller decides the exit status.
+    untouched), and an earlier file is also left as it was when every item was a read error (nothing
+    could be tagged). Read errors are collected in the summary; the caller decides the exit status.
     """
+    summary, _ = _tag_into(items, tagger, output, fmt, batch_size=batch_size, fail_fast=fail_fast,
+                           on_error=on_error, on_progress=on_progress,
+                           replace_output=lambda summary: summary.documents > 0 or not summary.errors)
+    return summary
+
+
+def _tag_into(items: Iterable[Document | ReadError], tagger: SentenceTagger, output: str, fmt: str, *,
+              batch_size: int, fail_fast: bool, on_error: Callable[[ReadError], None] | None,
+              on_progress: Callable[[RunSummary], None] | None,
+              on_warning: Callable[[ReadError], None] | None = None,
+              replace_output: Callable[[RunSummary], bool]) -> tuple[RunSummary, bool]:
+    """:func:`tag_to_file`, which also says whether the output was put in place: ``replace_output`` gets
+    the final summary and may refuse it, which keeps an existing regular file untouched (a new path
+    still gets its valid, empty output; standard output, devices and FIFOs are written as it goes)."""
     summary = RunSummary()
+    previous = output_target(output).exists
 
     def handle_error(error: ReadError) -> None:
         if on_error:
@@ -149,8 +253,13 @@ def tag_to_file(items: Iterable[Document | ReadError], tagger: SentenceTagger, o
         if fail_fast:
             raise FailFast(f"stopped at the first error (--fail-fast): {error}")
 
-    with open_writer(output, fmt, model=tagger.label) as writer:
-        for doc in tag_documents(items, tagger, summary, batch_size=batch_size, on_error=handle_error,
-                                 on_progress=on_progress):
-            writer.write(doc)
-    return summary
+    try:
+        with open_writer(output, fmt, model=tagger.label) as writer:
+            for doc in tag_documents(items, tagger, summary, batch_size=batch_size, on_error=handle_error,
+                                     on_progress=on_progress, on_warning=on_warning):
+                writer.write(doc)
+            if not replace_output(summary) and previous:
+                raise _KeepPrevious
+    except _KeepPrevious:
+        return summary, False
+    return summary, True

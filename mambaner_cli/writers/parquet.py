@@ -22,10 +22,17 @@ A document with no mention still gets exactly one row, in which ``passage``, ``s
 ``end``, ``text``, ``label`` and ``score`` are null; counting distinct ``doc_id`` therefore counts the
 documents processed. ``sentence`` is also null for a mention whose sentence is unknown. A run with no
 document writes a valid file with this schema and zero rows.
+
+pandas turns an integer column with a null into float64, which would make ``start`` and ``end`` inexact
+past 2**53 and print as ``12.0``. The file therefore carries the metadata pandas itself writes for a
+nullable ``Int32`` column (:data:`PANDAS_METADATA`): ``pd.read_parquet`` gives ``sentence``, ``start``
+and ``end`` as ``Int32`` (``<NA>`` in the rows without a mention). Other readers ignore it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -34,6 +41,21 @@ import pyarrow.parquet as pq
 from ..document import Document
 from .base import Writer
 from .escape import unicode_safe
+
+#: The integer columns that are null in the row of a document without a mention.
+NULLABLE_INTEGER_COLUMNS = ("sentence", "start", "end")
+
+#: What pandas writes for a DataFrame whose NULLABLE_INTEGER_COLUMNS have its nullable ``Int32`` dtype,
+#: and reads back to give those columns that dtype instead of float64 (pyarrow's ``to_pandas`` honours
+#: it; columns it does not list are converted as usual). Checked against pandas 2.2 and 3.1.
+PANDAS_METADATA = {
+    "index_columns": [],
+    "column_indexes": [],
+    "columns": [{"name": name, "field_name": name, "pandas_type": "int32", "numpy_type": "Int32",
+                 "metadata": None} for name in NULLABLE_INTEGER_COLUMNS],
+    "creator": {"library": "mambaner", "version": "1"},
+    "pandas_version": "2.2.3",
+}
 
 SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -46,7 +68,45 @@ SCHEMA = pa.schema([
     ("label", pa.string()),
     ("score", pa.float32()),
     ("model", pa.string()),
-])
+], metadata={b"pandas": json.dumps(PANDAS_METADATA).encode("utf-8")})
+
+
+class _Sink:
+    """What pyarrow writes to: the caller's stream, until the writer is discarded.
+
+    pyarrow's writer writes its footer when it is closed or garbage collected; after a failed run the
+    caller has already closed (and deleted) the temporary file, and that late footer would be an
+    "Exception ignored … write to closed file" traceback, or garbage at the end of standard output.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.position = 0
+        self.discarded = False
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:  # counted here: a pipe cannot tell
+        return self.position
+
+    def write(self, data: Any) -> int:
+        if self.discarded:
+            return len(data)
+        written = self.stream.write(data)
+        self.position += len(data)
+        return written if written is not None else len(data)
+
+    def flush(self) -> None:
+        if not self.discarded:
+            self.stream.flush()
 
 
 class ParquetWriter(Writer):
@@ -60,7 +120,8 @@ class ParquetWriter(Writer):
         self.row_group_rows = row_group_rows
         self._columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
         # Opened now, not at the first document, so that an empty run still gets a valid file.
-        self._writer = pq.ParquetWriter(stream, SCHEMA, compression=compression)
+        self._sink = _Sink(stream)
+        self._writer = pq.ParquetWriter(self._sink, SCHEMA, compression=compression)
 
     def _write_document(self, doc: Document) -> None:
         columns = self._columns
@@ -99,3 +160,12 @@ class ParquetWriter(Writer):
     def _finish(self) -> None:
         self._flush()
         self._writer.close()  # writes the footer; leaves the caller's stream open
+
+    def discard(self) -> None:
+        """Give up the file (the run failed or was interrupted): nothing more reaches the stream, and
+        pyarrow's writer is finished now, into nothing, rather than at garbage collection."""
+        self._closed = True
+        self._sink.discarded = True
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self._writer.is_open = False  # even if closing failed: never again, not from __del__
