@@ -114,3 +114,17 @@ def test_pretrain_refuses_too_little_text(tmp_path):
     with pytest.raises(MambanerError, match="Too little text"):
         train_pretrain(PretrainArgs(output=str(tmp_path / "out"), text_files=[str(text)], **TINY),
                        log=lambda message: None)
+
+
+def test_a_batch_of_one_word_sentences_has_a_zero_loss_not_nan():
+    from mambaner_cli.model.features import Vocabulary, encode_batch
+
+    config = TaggerConfig(labels=["O"], word_vocab_size=5, char_vocab_size=5, word_dim=4, char_dim=2,
+                          char_channels=2, case_dim=2, hidden_size=8, num_layers=1, state_size=2, use_crf=False)
+    network = BiLanguageModel(config, 3)
+    words = Vocabulary(["a", "b", "c"])
+    features = encode_batch([["a"], ["b"]], words, words, config.max_word_len)
+    loss = network.loss(**features, targets=torch.tensor([[1], [2]]))
+    assert torch.isfinite(loss) and loss.item() == 0.0
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)

@@ -50,14 +50,20 @@ class BiLanguageModel(nn.Module):
         previous_words = F.pad(ignored[:, :-1], (1, 0), value=IGNORE_INDEX)  # b l    position t predicts t - 1
         forward_logits = self.forward_head(self.dropout(forward))  # b l v
         backward_logits = self.backward_head(self.dropout(backward))  # b l v
-        return (F.cross_entropy(forward_logits.flatten(0, 1).float(), next_words.flatten(), ignore_index=IGNORE_INDEX),
-                F.cross_entropy(backward_logits.flatten(0, 1).float(), previous_words.flatten(),
-                                ignore_index=IGNORE_INDEX))
+        return _mean_cross_entropy(forward_logits, next_words), _mean_cross_entropy(backward_logits, previous_words)
 
     def loss(self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
              targets: torch.Tensor) -> torch.Tensor:
         forward, backward = self.losses(word_ids, char_ids, case_ids, mask, targets)
         return (forward + backward) / 2
+
+
+def _mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the positions that predict something; 0 (not NaN) for a batch of one-word
+    sentences, where no position does."""
+    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                            reduction="sum")
+    return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def init_from_encoder(network: nn.Module, encoder: dict[str, torch.Tensor]) -> list[str]:
