@@ -221,8 +221,11 @@ def test_output_paths_that_cannot_be_are_usage_errors(tmp_path):
             in result.stderr)
     result = run("tag", NOTE, "-o", tmp_path / "gone" / "x.jsonl", code=2)
     assert f"directory '{tmp_path / 'gone'}' does not exist; create it first" in result.stderr
-    result = run("tag", NOTE, "-o", tmp_path, code=2)
-    assert "is a directory" in result.stderr
+    # a directory asks for one output per input (tests/test_corpus_run.py); a path that cannot be one is refused
+    result = run("tag", NOTE, "-o", f"{tmp_path / 'afile'}/", code=2)
+    assert f"output '{tmp_path / 'afile'}/' is not a directory" in result.stderr
+    result = run("tag", NOTE, "-o", f"{tmp_path / 'afile' / 'sub'}/", code=2)
+    assert "a part of it is a file" in result.stderr
 
 
 def test_a_folder_that_takes_no_files_is_named(tmp_path):

@@ -6,7 +6,7 @@ Heavy modules (torch, transformers) are imported inside the commands that need t
 
 from __future__ import annotations
 
-from mambaner_cli.cli import evaluate, tag, train  # noqa: F401 (each module registers its commands)
+from mambaner_cli.cli import evaluate, pubmed, tag, train  # noqa: F401 (each module registers its commands)
 from mambaner_cli.cli.common import cli
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mambaner_cli.errors import ReadError
     from mambaner_cli.fetch.source import PubmedOptions
     from mambaner_cli.runtime.pipeline import RunSummary
+    from mambaner_cli.runtime.run import TagOptions
 
 
 def pubmed_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -158,7 +159,9 @@ Examples:
 @click.argument("inputs", nargs=-1)
 @click.option("-o", "--output", required=True,
               help=f"Output file, its extension picking the format "
-                   f"({', '.join(fmt.extensions[0] for fmt in OUTPUT_FORMATS.values())}…), or - for standard output.")
+                   f"({', '.join(fmt.extensions[0] for fmt in OUTPUT_FORMATS.values())}…), - for standard output, "
+                   "or a directory (existing, or ending in /): one output per input, with a manifest.jsonl "
+                   "that lets a rerun skip the inputs already done (default format there: parquet).")
 @click.option("-f", "--format", "fmt", type=click.Choice(list(OUTPUT_FORMATS)),
               help=f"Output format; default: from the output file's extension ({STDOUT_FORMAT} for -).")
 @click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)),
@@ -174,20 +177,33 @@ Examples:
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
 @pubmed_options
 @click.option("--fail-fast", is_flag=True, help="Stop at the first bad input (no output is written).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Directory output: tag this many input files at once, in as many processes (each gets "
+                   "cores / N threads unless --threads is given).")
+@click.option("--overwrite", is_flag=True,
+              help="Directory output: re-tag every input, even those the manifest says are done, and accept "
+                   "a directory tagged with another model or options.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str | None, lines: bool,
         encoding: str, encoding_errors: str, model: str | None, batch_size: int, device: str,
-        convention: str | None, threads: int, fail_fast: bool, quiet: bool, pubmed: PubmedOptions) -> None:
+        convention: str | None, threads: int, fail_fast: bool, workers: int, overwrite: bool, quiet: bool,
+        pubmed: PubmedOptions) -> None:
     """`mambaner tag` (help: TAG_HELP, built from the format registry): every option into one TagOptions,
     one run over the files and the PubMed records, then the summary and the exit status."""
+    from mambaner_cli.runtime.corpus import is_directory_output
     from mambaner_cli.runtime.run import TagOptions, run_tag_job
 
     options = TagOptions(output=output, inputs=inputs, output_format=fmt, input_format=input_format, lines=lines,
                          model=model, batch_size=batch_size, device=device, convention=convention,
                          threads=threads, fail_fast=fail_fast, encoding=encoding, encoding_errors=encoding_errors,
-                         quiet=quiet, pubmed=pubmed)
+                         quiet=quiet, pubmed=pubmed, workers=workers, overwrite=overwrite)
     if not options.has_documents:
         raise click.UsageError("Give input files, directories, globs or - for stdin, or --pmid/--pmid-file/--query.")
+    if is_directory_output(output):
+        tag_corpus(options)
+        return
+    if workers != 1 or overwrite:
+        raise click.UsageError("--workers and --overwrite apply to a directory output (-o DIR/) only.")
     console = stderr_console(quiet)
     with sigterm_raises(), ConsoleObserver(console, quiet) as observer:
         result = run_tag_job(options, observer)
@@ -204,6 +220,30 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
             if result.problems:
                 console.print(f"[red]{len(result.problems)} problem(s)[/red] in "
                               f"{len(summary.failed_sources)} input(s):")
+                for problem in result.problems:
+                    console.print(f"  {problem}", markup=False)
+    if result.problems:
+        sys.exit(1)
+
+
+def tag_corpus(options: TagOptions) -> None:
+    """`mambaner tag … -o DIR/`: one output per input (runtime/corpus.py), then a summary that covers every
+    input, skipped ones included; exit status 1 when any input failed."""
+    from mambaner_cli.runtime.corpus import run_corpus_job
+
+    console = stderr_console(options.quiet)
+    with sigterm_raises(), ConsoleObserver(console, options.quiet) as observer:
+        result = run_corpus_job(options, observer)
+        if not options.quiet:
+            inputs = len(result.records)
+            # skipped: done by an earlier run (the manifest's record matches); its counts are in the totals
+            console.print(f"{inputs} input(s): {result.count('tagged')} tagged, {result.count('skipped')} skipped, "
+                          f"{result.count('failed')} failed; "
+                          f"{result.total('documents')} documents, {result.total('sentences')} sentences, "
+                          f"{result.total('mentions')} mentions → {result.directory}/ (manifest.jsonl); model "
+                          f"{result.model_label}", markup=False)
+            if result.problems:
+                console.print(f"[red]{len(result.problems)} problem(s)[/red] in {result.count('failed')} input(s):")
                 for problem in result.problems:
                     console.print(f"  {problem}", markup=False)
     if result.problems:

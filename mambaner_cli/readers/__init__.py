@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import BinaryIO
@@ -86,13 +86,15 @@ def expand_inputs(patterns: Sequence[str], exclude: Sequence[str] = ()) -> list[
 
 def iter_documents(inputs: Sequence[str], input_format: str | None = None, lines: bool = False,
                    stdin: BinaryIO | None = None, *, keep_annotations: bool = False, encoding: str = "utf-8",
-                   errors: str = "strict") -> Iterator[Document | ReadError]:
+                   errors: str = "strict", on_deleted: Callable[[str], None] | None = None
+                   ) -> Iterator[Document | ReadError]:
     """Documents of every input in turn, a ReadError for each bad document or unreadable file.
 
     gzip is recognized by its magic bytes; stdin ("-") is read as ``input_format`` or, without one, as
     its first bytes show (:func:`formats.detect_stream_format`: PubMed XML, BioC, PubTator, else plain
     text). ``encoding`` and ``errors`` go to every reader (see :mod:`.text`): a byte-order mark, and for
     XML the XML declaration, say the encoding first; ``errors`` is one of :data:`ENCODING_ERRORS`.
+    ``on_deleted`` gets the PMID of every PubMed ``DeleteCitation`` (the other readers ignore it).
     Raises MambanerError for an unknown input format, encoding or ``errors`` before reading anything.
     """
     if input_format is not None and input_format not in READERS:
@@ -110,7 +112,7 @@ def iter_documents(inputs: Sequence[str], input_format: str | None = None, lines
                     continue
                 fmt = input_format or (formats.detect_stream_format(head) if path == "-" else detect_format(path))
                 yield from READERS[fmt].read(stream, source, lines=lines, keep_annotations=keep_annotations,
-                                             encoding=encoding, errors=errors)
+                                             encoding=encoding, errors=errors, on_deleted=on_deleted)
         except InputError as error:
             yield error.error
         except MambanerError as error:

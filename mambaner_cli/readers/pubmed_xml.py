@@ -1,7 +1,8 @@
 """PubMed XML as efetch and the annual baseline/update files give it.
 
 Every ``PubmedArticle`` and ``PubmedBookArticle`` becomes a title + abstract document keyed by PMID;
-``DeleteCitation`` blocks are skipped. Structured abstracts keep their section labels ("LABEL: text"),
+``DeleteCitation`` blocks yield no document; their PMIDs go to the caller's ``on_deleted`` callback, if any
+(a corpus run records them, so that earlier outputs can drop those records). Structured abstracts keep their section labels ("LABEL: text"),
 as PubMed shows them, so that the tagged text reads like the abstract on the website.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from lxml import etree
@@ -38,13 +39,19 @@ _PATHS = {
 
 
 def read(stream: BinaryIO, source: str, *, encoding: str = "utf-8", errors: str = "strict",
-         **_options: object) -> Iterator[Document | ReadError]:
+         on_deleted: Callable[[str], None] | None = None, **_options: object) -> Iterator[Document | ReadError]:
     """Stream the articles of a PubmedArticleSet file in constant memory; an article with bytes that do
-    not decode (``errors="strict"``) is a ReadError, the others are still read."""
+    not decode (``errors="strict"``) is a ReadError, the others are still read. Each PMID that a
+    ``DeleteCitation`` lists is passed to ``on_deleted`` as it is met (update files withdraw records that
+    earlier files gave)."""
     records = iter_records(stream, source, RECORDS, "PubmedArticleSet", hint=_ROOT_HINT, encoding=encoding,
                            errors=errors)
     for elem in records:
         if elem.tag == "DeleteCitation":
+            if on_deleted is not None:
+                for pmid in elem.iterfind("PMID"):
+                    if text := normalize_space(text_of(pmid)):
+                        on_deleted(text)
             continue
         if records.undecodable:
             line, message = records.undecodable

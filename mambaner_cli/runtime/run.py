@@ -58,6 +58,9 @@ class TagOptions:
     encoding_errors: str = "strict"  # strict: an undecodable input (or line, with lines) is an error
     quiet: bool = False  # for the caller's observer: no progress or summary (the job itself prints nothing)
     pubmed: PubmedOptions = field(default_factory=PubmedOptions)  # records to fetch after the files
+    # directory outputs only (runtime/corpus.py): worker processes, and re-tag inputs already done
+    workers: int = 1
+    overwrite: bool = False
 
     @property
     def has_documents(self) -> bool:
@@ -240,10 +243,12 @@ def _tag_into(items: Iterable[Document | ReadError], tagger: SentenceTagger, out
               batch_size: int, fail_fast: bool, on_error: Callable[[ReadError], None] | None,
               on_progress: Callable[[RunSummary], None] | None,
               on_warning: Callable[[ReadError], None] | None = None,
-              replace_output: Callable[[RunSummary], bool]) -> tuple[RunSummary, bool]:
+              replace_output: Callable[[RunSummary], bool],
+              empty_if_new: bool = True) -> tuple[RunSummary, bool]:
     """:func:`tag_to_file`, which also says whether the output was put in place: ``replace_output`` gets
     the final summary and may refuse it, which keeps an existing regular file untouched (a new path
-    still gets its valid, empty output; standard output, devices and FIFOs are written as it goes)."""
+    still gets its valid, empty output unless ``empty_if_new`` is False, as a corpus run wants for an input
+    that failed; standard output, devices and FIFOs are written as it goes)."""
     summary = RunSummary()
     previous = output_target(output).exists
 
@@ -258,7 +263,7 @@ def _tag_into(items: Iterable[Document | ReadError], tagger: SentenceTagger, out
             for doc in tag_documents(items, tagger, summary, batch_size=batch_size, on_error=handle_error,
                                      on_progress=on_progress, on_warning=on_warning):
                 writer.write(doc)
-            if not replace_output(summary) and previous:
+            if not replace_output(summary) and (previous or not empty_if_new):
                 raise _KeepPrevious
     except _KeepPrevious:
         return summary, False

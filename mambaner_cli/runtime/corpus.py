@@ -1,0 +1,505 @@
+"""Corpus runs: many inputs → one output file each in a directory, with a manifest that makes reruns resume.
+
+`mambaner tag pubmed/*.xml.gz -o tagged/` tags each input file into ``tagged/<stem>.<ext>`` through the
+single-run path (:func:`~mambaner_cli.runtime.run._tag_into`: the same pipeline, atomic writers and error
+accounting as a one-output run) and appends one JSON record per input to ``tagged/manifest.jsonl``,
+flushed to disk before the next input starts, so a kill loses at most the input in progress. A rerun
+skips every input whose record still matches (see :func:`can_skip`).
+
+The unit of work is :func:`tag_input`: one :class:`InputTask` and a loaded tagger in, one
+:class:`TaggedInput` out. It is all an engine needs: :func:`run_corpus_job` runs it in this process
+(``workers=1``) or in a pool of spawned processes, each loading the model once; a distributed engine can
+call the same function. Only the parent process writes the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from mambaner_cli import __version__, formats
+from mambaner_cli.errors import MambanerUsageError, ReadError
+from mambaner_cli.readers import iter_documents
+from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger
+from mambaner_cli.runtime.run import (  # the single-run path, reused
+    SilentObserver,
+    TagObserver,
+    TagOptions,
+    _load_tagger,
+    _same_file,
+    _tag_into,
+    check_encoding,
+    input_paths,
+)
+from mambaner_cli.writers import WRITERS, atomic_output, check_output
+
+#: The manifest's file name inside the output directory; no output file is ever given this name.
+MANIFEST_NAME = "manifest.jsonl"
+#: The output format of a directory output without ``--format``: one columnar file per input.
+DEFAULT_DIRECTORY_FORMAT = "parquet"
+
+# what a record's status says: the output holds every document of the input, or something failed
+TAGGED, FAILED = "tagged", "failed"
+
+
+def is_directory_output(path: str) -> bool:
+    """Whether ``-o path`` asks for one output per input: an existing directory, or a path ending in ``/``."""
+    return path != "-" and (path.endswith(("/", os.sep)) or os.path.isdir(path))
+
+
+@dataclass(frozen=True)
+class InputTask:
+    """One input file and where its output goes, with everything that decides how it is read and written:
+    picklable, so that it can be sent to a worker process (or a remote one)."""
+
+    input: str  # the path as the user gave it (it names the input in messages and in the output's source)
+    output: str  # the output file, inside the output directory
+    fmt: str  # the output format
+    input_format: str | None = None
+    lines: bool = False
+    encoding: str = "utf-8"
+    encoding_errors: str = "strict"
+    batch_size: int = 32
+    fail_fast: bool = False
+
+
+@dataclass
+class InputRecord:
+    """One line of the manifest: what became of one input, and what a rerun compares to decide to skip it."""
+
+    input: str  # absolute path: the key of the record, whatever directory the run is started from
+    size: int | None  # bytes, None when the file could not be read at all
+    mtime_ns: int | None
+    md5: str | None  # of the file's bytes as read; comparable with the .md5 files that NLM publishes
+    output: str | None  # the output file's name inside the directory; None when nothing was written
+    status: str  # TAGGED or FAILED
+    documents: int = 0
+    sentences: int = 0
+    mentions: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    deleted_pmids: list[str] = field(default_factory=list)  # PubMed DeleteCitation PMIDs met in the input
+    settings: dict[str, Any] = field(default_factory=dict)  # model, convention and options (see settings_of)
+    mambaner: str = __version__
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> InputRecord:
+        data = json.loads(line)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+@dataclass
+class TaggedInput:
+    """What :func:`tag_input` gives back: the manifest record, and the problems as objects for the observer."""
+
+    record: InputRecord
+    errors: list[ReadError]
+    warnings: list[ReadError]
+
+
+@dataclass
+class CorpusResult:
+    """What a corpus run did, input by input (in input order): ``states[i]`` is "tagged", "skipped" or
+    "failed" for ``records[i]``."""
+
+    directory: str
+    records: list[InputRecord]
+    states: list[str]
+    model_label: str
+    problems: list[str]  # every error of this run's inputs; any makes the run a failure (exit status 1)
+
+    def count(self, state: str) -> int:
+        return self.states.count(state)
+
+    def total(self, name: str) -> int:
+        return sum(getattr(record, name) for record in self.records)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the unit of work
+
+
+def tag_input(task: InputTask, tagger: SentenceTagger, settings: dict[str, Any], *,
+              on_error: Callable[[ReadError], None] | None = None,
+              on_warning: Callable[[ReadError], None] | None = None,
+              on_progress: Callable[[RunSummary], None] | None = None) -> TaggedInput:
+    """Tag one input file into its own output, written atomically, and describe it as a manifest record.
+
+    An input that gives no document and fails (missing, corrupt) gets no output file (an earlier one is
+    left untouched, but the record no longer names it). The input is stat'ed before it is read, so a file
+    that changes while it is tagged does not match its record on the next run.
+    """
+    started = time.perf_counter()
+    try:
+        status = os.stat(task.input)
+        size, mtime_ns = status.st_size, status.st_mtime_ns
+        regular = stat.S_ISREG(status.st_mode)  # a FIFO cannot be read twice, to be hashed
+    except OSError:
+        size = mtime_ns = None
+        regular = False
+    deleted: list[str] = []
+    items = iter_documents([task.input], input_format=task.input_format, lines=task.lines,
+                           encoding=task.encoding, errors=task.encoding_errors, on_deleted=deleted.append)
+    summary, written = _tag_into(items, tagger, task.output, task.fmt, batch_size=task.batch_size,
+                                 fail_fast=task.fail_fast, on_error=on_error,
+                                 on_progress=on_progress, on_warning=on_warning,
+                                 replace_output=lambda summary: summary.documents > 0 or not summary.errors,
+                                 empty_if_new=False)
+    record = InputRecord(
+        input=os.path.abspath(task.input), size=size, mtime_ns=mtime_ns,
+        md5=_md5(task.input) if regular else None,
+        output=os.path.basename(task.output) if written else None,
+        status=FAILED if summary.errors else TAGGED, documents=summary.documents, sentences=summary.sentences,
+        mentions=summary.mentions, errors=[str(error) for error in summary.errors],
+        warnings=[str(warning) for warning in summary.warnings], deleted_pmids=deleted, settings=settings,
+        seconds=round(time.perf_counter() - started, 3))
+    return TaggedInput(record, list(summary.errors), list(summary.warnings))
+
+
+def _md5(path: str) -> str | None:
+    """The MD5 of a file's bytes (compressed, as stored): what NLM's ``pubmed25nNNNN.xml.gz.md5`` gives, so
+    a manifest can be checked against the files that were downloaded. Read once more after tagging, from
+    the page cache: a small cost beside tagging."""
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------
+# naming, settings and the skip rule
+
+
+def output_names(inputs: Sequence[str], fmt: str) -> dict[str, str]:
+    """Each input's output file name: its name without ``.gz`` and its input extension, plus the output
+    format's extension (``pubmed25n0001.xml.gz`` → ``pubmed25n0001.parquet``).
+
+    Names that two inputs would share (``a/x.xml`` and ``b/x.xml``, ``x.txt`` and ``x.xml``; compared
+    without case, for case-insensitive file systems), and a name equal to the manifest's, get the first 8
+    hex digits of the SHA-1 of the input's absolute path: ``x-1a2b3c4d.parquet``. Deterministic (the same
+    inputs always give the same names, whatever their order), and unique without renaming anything else.
+    """
+    extension = formats.OUTPUT_FORMATS[fmt].extensions[0]
+    plain = {path: _stem(path) + extension for path in inputs}
+    users: dict[str, int] = {}
+    for name in plain.values():
+        users[name.lower()] = users.get(name.lower(), 0) + 1
+    names = {}
+    for path, name in plain.items():
+        if users[name.lower()] > 1 or name.lower() == MANIFEST_NAME:
+            tag = hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+            name = f"{_stem(path)}-{tag}{extension}"
+        names[path] = name
+    return names
+
+
+def _stem(path: str) -> str:
+    """The file name without ``.gz`` and without the longest input-format extension it ends with."""
+    name = os.path.basename(path)
+    if name.lower().endswith(formats.COMPRESSED_SUFFIX):
+        name = name[:-len(formats.COMPRESSED_SUFFIX)]
+    matches = [extension for extension in formats.INPUT_EXTENSIONS if name.lower().endswith(extension)]
+    if matches:
+        name = name[:-len(max(matches, key=len))]
+    else:
+        name = os.path.splitext(name)[0] or name
+    return name or "input"
+
+
+def settings_of(options: TagOptions, fmt: str, model_label: str) -> dict[str, Any]:
+    """What decides an input's output besides the input itself: the model (its label, which names the
+    convention, and where it came from) and every option that changes what is written. Not the mambaner
+    version (an upgrade does not force re-tagging a corpus; ``--overwrite`` does it) nor the batch size,
+    threads or device (they change the speed, not the output)."""
+    model = options.model
+    if model is not None and os.path.isdir(model):
+        model = os.path.abspath(model)
+    return {"model": model_label, "model_source": model, "format": fmt, "input_format": options.input_format,
+            "lines": options.lines, "encoding": options.encoding, "encoding_errors": options.encoding_errors}
+
+
+def can_skip(record: InputRecord | None, path: str, output: str, settings: dict[str, Any]) -> bool:
+    """Whether an input needs no tagging: its record says it was tagged without error into the same output
+    name with the same settings, the file still has the size and modification time it had then, and the
+    output is still there. Size and mtime, as make and rsync use them, rather than a checksum: checking the
+    1,200 files of a PubMed baseline would mean reading all 40 GB again just to skip them."""
+    if record is None or record.status != TAGGED or record.settings != settings:
+        return False
+    if record.output != os.path.basename(output) or not os.path.isfile(output):
+        return False
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
+    return (record.size, record.mtime_ns) == (status.st_size, status.st_mtime_ns)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the manifest
+
+
+def read_manifest(path: str) -> dict[str, InputRecord]:
+    """The manifest's records by input (absolute path), the last record of an input winning. A line that
+    does not parse is dropped: a run killed while appending leaves at most its last line torn."""
+    records: dict[str, InputRecord] = {}
+    try:
+        with open(path, encoding="utf-8") as manifest:
+            for line in manifest:
+                try:
+                    record = InputRecord.from_json(line)
+                except (ValueError, TypeError):
+                    continue
+                records[record.input] = record
+    except FileNotFoundError:
+        pass
+    return records
+
+
+def write_manifest(path: str, records: Sequence[InputRecord]) -> None:
+    """Replace the manifest atomically with ``records``, one line each."""
+    with atomic_output(path) as stream:
+        for record in records:
+            stream.write(record.to_json().encode("utf-8") + b"\n")
+
+
+class ManifestAppender:
+    """Appends records, each on disk (fsync) before the next input starts."""
+
+    def __init__(self, path: str) -> None:
+        self._stream = open(path, "ab")  # noqa: SIM115 (closed by close())
+
+    def append(self, record: InputRecord) -> None:
+        self._stream.write(record.to_json().encode("utf-8") + b"\n")
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the run
+
+
+def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> CorpusResult:
+    """Tag every input file of ``options`` into its own file in the directory ``options.output``, skipping
+    inputs already done (unless ``options.overwrite``), with ``options.workers`` processes.
+
+    Refused before anything is read (:class:`MambanerUsageError`): standard input or PubMed records (they
+    have no file to name an output after, nor a size and time to resume by), an unknown format, a path
+    that is not a directory, no input, and a manifest whose records were made with other settings (a
+    different model, convention or option) unless ``overwrite``.
+    """
+    observer = observer or SilentObserver()
+    if "-" in options.inputs:
+        raise MambanerUsageError("standard input (-) cannot be tagged into a directory: there is no file name "
+                                 "to name its output after; give -o a file, or - for standard output")
+    if options.pubmed.requested:
+        raise MambanerUsageError("PubMed records (--pmid, --pmid-file, --query) cannot be tagged into a "
+                                 "directory; give -o a file (or run `mambaner fetch` and tag its file)")
+    fmt = options.output_format or DEFAULT_DIRECTORY_FORMAT
+    if fmt not in WRITERS:
+        raise MambanerUsageError(f"unknown output format '{fmt}'; choose one of: {', '.join(WRITERS)}")
+    check_encoding(options.encoding, options.encoding_errors)
+    directory = _make_directory(options.output)
+    manifest_path = os.path.join(directory, MANIFEST_NAME)
+    check_output(manifest_path)
+    inputs = _corpus_inputs(options, directory, manifest_path, observer)
+    names = output_names(inputs, fmt)
+    outputs = {path: os.path.join(directory, name) for path, name in names.items()}
+    tagger = _load_tagger(dataclasses.replace(options, threads=1) if options.workers > 1 else options)
+    settings = settings_of(options, fmt, tagger.label)
+    previous = read_manifest(manifest_path)
+    _check_settings(previous.values(), settings, directory, options.overwrite)
+
+    records: dict[str, InputRecord] = dict(previous)
+    states: dict[str, str] = {}
+    tasks: list[InputTask] = []
+    for path in inputs:
+        record = previous.get(os.path.abspath(path))
+        if not options.overwrite and can_skip(record, path, outputs[path], settings):
+            states[path] = "skipped"
+        else:
+            tasks.append(InputTask(path, outputs[path], fmt, input_format=options.input_format,
+                                   lines=options.lines, encoding=options.encoding,
+                                   encoding_errors=options.encoding_errors, batch_size=options.batch_size,
+                                   fail_fast=options.fail_fast))
+    write_manifest(manifest_path, list(previous.values()))  # compacted: no torn line to append after
+    problems: list[str] = []
+    appender = ManifestAppender(manifest_path)
+    try:
+        engine = _tag_in_process if options.workers <= 1 else _tag_in_pool
+        for path, done in engine(tasks, tagger, settings, options, observer):
+            appender.append(done.record)
+            records[done.record.input] = done.record
+            states[path] = FAILED if done.record.status == FAILED else TAGGED
+            problems.extend(done.record.errors)
+    finally:
+        appender.close()
+    ordered = sorted(records.values(), key=lambda record: record.input)
+    write_manifest(manifest_path, ordered)
+    run_records = [records[os.path.abspath(path)] for path in inputs]
+    return CorpusResult(directory, run_records, [states[path] for path in inputs], tagger.label, problems)
+
+
+def _make_directory(path: str) -> str:
+    """The output directory, created (with its parents) if missing; a usage error if it cannot be one."""
+    directory = path.rstrip("/" + os.sep) or path
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise MambanerUsageError(f"output '{path}' is not a directory (a path ending in / names one)")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise MambanerUsageError(f"cannot create the output directory '{path}': a part of it is a file") from None
+    except OSError as error:
+        raise MambanerUsageError(f"cannot create the output directory '{path}': {error.strerror}") from None
+    return directory
+
+
+def _corpus_inputs(options: TagOptions, directory: str, manifest_path: str, observer: TagObserver) -> list[str]:
+    """The input files, expanded as for a single output, less every file inside the output directory (its
+    BioC outputs are input files too, and a rerun must not tag them)."""
+    found = input_paths(dataclasses.replace(options, output=manifest_path), observer)
+    inside = os.path.realpath(directory) + os.sep
+    by_absolute = {os.path.abspath(path): path for path in reversed(found)}  # ./a.txt and a.txt: one input
+    inputs = [path for path in found if by_absolute[os.path.abspath(path)] == path
+              and not os.path.realpath(path).startswith(inside)]
+    if not inputs:
+        raise MambanerUsageError(f"no inputs: every input file is inside the output directory '{options.output}'")
+    for path in inputs:
+        if _same_file(path, manifest_path):
+            raise MambanerUsageError(f"the manifest '{manifest_path}' is also an input ('{path}')")
+    return inputs
+
+
+def _check_settings(records: Iterable[InputRecord], settings: dict[str, Any], directory: str,
+                    overwrite: bool) -> None:
+    """Refuse (without ``overwrite``) a directory whose manifest has records made with other settings:
+    silently mixing two models' outputs in one corpus is worse than asking for one more word."""
+    if overwrite:
+        return
+    for record in records:
+        if record.settings != settings:
+            differences = ", ".join(f"{key} {record.settings.get(key)!r} → {value!r}"
+                                    for key, value in settings.items() if record.settings.get(key) != value)
+            raise MambanerUsageError(
+                f"'{directory}' holds outputs tagged with other settings ({differences}; e.g. "
+                f"{record.input}); add --overwrite to re-tag every input, or choose another directory")
+
+
+def _tag_in_process(tasks: Sequence[InputTask], tagger: SentenceTagger, settings: dict[str, Any],
+                    options: TagOptions, observer: TagObserver) -> Iterator[tuple[str, TaggedInput]]:
+    """The local engine, one process: each input in turn, progress drawn as documents are tagged."""
+    totals = RunSummary()
+    with observer.tagging() as on_progress:
+        for task in tasks:
+            def running_totals(summary: RunSummary) -> None:
+                on_progress(RunSummary(documents=totals.documents + summary.documents,
+                                       sentences=totals.sentences + summary.sentences,
+                                       mentions=totals.mentions + summary.mentions, started=totals.started))
+
+            done = tag_input(task, tagger, settings, on_error=observer.error,
+                             on_warning=lambda warning: observer.warning(str(warning)),
+                             on_progress=running_totals)
+            totals.documents += done.record.documents
+            totals.sentences += done.record.sentences
+            totals.mentions += done.record.mentions
+            yield task.input, done
+
+
+def _tag_in_pool(tasks: Sequence[InputTask], tagger: SentenceTagger, settings: dict[str, Any],
+                 options: TagOptions, observer: TagObserver) -> Iterator[tuple[str, TaggedInput]]:
+    """The local engine, ``options.workers`` spawned processes, one whole input per task; each worker
+    loads the model once and gets its share of the cores. Errors and warnings are reported when an input
+    is done. On any exception here (Ctrl-C, SIGTERM, fail-fast) the workers are terminated: SIGTERM makes
+    each one unwind, which removes its temporary output file."""
+    from mambaner_cli.runtime.device import physical_cores
+
+    if not tasks:  # everything was done before: no worker to start
+        return
+    threads = options.threads or max(1, physical_cores() // options.workers)
+    input_of = {os.path.abspath(task.input): task.input for task in tasks}
+    context = _worker_context()
+    pool = context.Pool(min(options.workers, max(1, len(tasks))), initializer=_start_worker,
+                        initargs=(options.model, options.device, options.convention, threads, settings))
+    totals = RunSummary()
+    finished = False
+    try:
+        with observer.tagging() as on_progress:
+            for done in pool.imap_unordered(_work, tasks):
+                for error in done.errors:
+                    observer.error(error)
+                for warning in done.warnings:
+                    observer.warning(str(warning))
+                totals.documents += done.record.documents
+                totals.sentences += done.record.sentences
+                totals.mentions += done.record.mentions
+                on_progress(totals)
+                yield input_of[done.record.input], done
+        finished = True
+    finally:
+        if finished:  # every task done: let the workers exit on their own
+            pool.close()
+        else:  # interrupted or failed: SIGTERM each worker, which unwinds the input it is tagging
+            pool.terminate()
+        pool.join()
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers are forked from a fork server that has imported torch and the tagger's modules once (a
+    fresh interpreter each, as 'spawn' makes, pays that import per worker: seconds each), never from this
+    process itself, whose threads a plain fork would copy mid-flight. 'spawn' where there is no fork server
+    (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "mambaner_cli.runtime.corpus", "mambaner_cli.runtime.load"])
+    return context
+
+
+# the worker process's state: its tagger and the run's settings, set once by _start_worker
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(model: str | None, device: str, convention: str | None, threads: int,
+                  settings: dict[str, Any]) -> None:
+    """A pool worker's start: Ctrl-C is the parent's to handle (it terminates the pool), and the model is
+    loaded once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker["tagger"] = _load_tagger(TagOptions(output="-", model=model, device=device, convention=convention,
+                                                threads=threads))
+    _worker["settings"] = settings
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def _work(task: InputTask) -> TaggedInput:
+    """A pool worker's task: one input with the worker's tagger. While it runs, SIGTERM unwinds the task
+    (so the temporary output file is removed); between tasks it ends the idle worker at once."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return tag_input(task, _worker["tagger"], _worker["settings"])
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
