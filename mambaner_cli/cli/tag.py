@@ -180,30 +180,42 @@ Examples:
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Directory output: tag this many input files at once, in as many processes (each gets "
                    "cores / N threads unless --threads is given).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="Directory output: run the inputs in this machine's processes (local, the default) or on "
+                   "Ray actors (ray: an embedded local Ray, or the cluster of --ray-address; pip install "
+                   "'mambaner[ray]').")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="Directory output with Ray: join this running cluster (auto, or ray://host:10001) instead "
+                   "of starting a local one; implies --engine ray.")
 @click.option("--overwrite", is_flag=True,
               help="Directory output: re-tag every input, even those the manifest says are done, and accept "
                    "a directory tagged with another model or options.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str | None, lines: bool,
         encoding: str, encoding_errors: str, model: str | None, batch_size: int, device: str,
-        convention: str | None, threads: int, fail_fast: bool, workers: int, overwrite: bool, quiet: bool,
-        pubmed: PubmedOptions) -> None:
+        convention: str | None, threads: int, fail_fast: bool, workers: int, engine: str | None,
+        ray_address: str | None, overwrite: bool, quiet: bool, pubmed: PubmedOptions) -> None:
     """`mambaner tag` (help: TAG_HELP, built from the format registry): every option into one TagOptions,
     one run over the files and the PubMed records, then the summary and the exit status."""
     from mambaner_cli.runtime.corpus import is_directory_output
     from mambaner_cli.runtime.run import TagOptions, run_tag_job
 
+    if ray_address is not None and engine == "local":
+        raise click.UsageError("--ray-address joins a Ray cluster: it goes with --engine ray, not --engine local.")
+    engine = engine or ("ray" if ray_address is not None else "local")
     options = TagOptions(output=output, inputs=inputs, output_format=fmt, input_format=input_format, lines=lines,
                          model=model, batch_size=batch_size, device=device, convention=convention,
                          threads=threads, fail_fast=fail_fast, encoding=encoding, encoding_errors=encoding_errors,
-                         quiet=quiet, pubmed=pubmed, workers=workers, overwrite=overwrite)
+                         quiet=quiet, pubmed=pubmed, workers=workers, overwrite=overwrite,
+                         engine=engine, ray_address=ray_address)
     if not options.has_documents:
         raise click.UsageError("Give input files, directories, globs or - for stdin, or --pmid/--pmid-file/--query.")
     if is_directory_output(output):
         tag_corpus(options)
         return
-    if workers != 1 or overwrite:
-        raise click.UsageError("--workers and --overwrite apply to a directory output (-o DIR/) only.")
+    if workers != 1 or overwrite or engine != "local":
+        raise click.UsageError("--workers and --overwrite apply to a directory output (-o DIR/) only, as do "
+                               "--engine and --ray-address.")
     console = stderr_console(quiet)
     with sigterm_raises(), ConsoleObserver(console, quiet) as observer:
         result = run_tag_job(options, observer)

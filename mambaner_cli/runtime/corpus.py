@@ -8,12 +8,14 @@ skips every input whose record still matches (see :func:`can_skip`).
 
 The unit of work is :func:`tag_input`: one :class:`InputTask` and a loaded tagger in, one
 :class:`TaggedInput` out. It is all an engine needs: :func:`run_corpus_job` runs it in this process
-(``workers=1``) or in a pool of spawned processes, each loading the model once; a distributed engine can
-call the same function. Only the parent process writes the manifest.
+(``workers=1``) or in a pool of spawned processes, each loading the model once; the Ray engine
+(:mod:`mambaner_cli.runtime.ray_engine`, ``--engine ray``) calls the same function on a cluster's actors.
+Only the parent process (the driver) writes the manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -47,6 +49,9 @@ from mambaner_cli.writers import WRITERS, atomic_output, check_output
 MANIFEST_NAME = "manifest.jsonl"
 #: The output format of a directory output without ``--format``: one columnar file per input.
 DEFAULT_DIRECTORY_FORMAT = "parquet"
+
+#: The engines that run a corpus's inputs: this machine's processes, or a Ray cluster's actors.
+ENGINES = ("local", "ray")
 
 # what a record's status says: the output holds every document of the input, or something failed
 TAGGED, FAILED = "tagged", "failed"
@@ -320,13 +325,21 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
     if fmt not in WRITERS:
         raise MambanerUsageError(f"unknown output format '{fmt}'; choose one of: {', '.join(WRITERS)}")
     check_encoding(options.encoding, options.encoding_errors)
+    if options.engine not in ENGINES:
+        raise MambanerUsageError(f"unknown engine '{options.engine}'; choose one of: {', '.join(ENGINES)}")
+    if options.engine == "ray":
+        from mambaner_cli.runtime.ray_engine import check_ray
+
+        check_ray()
     directory = _make_directory(options.output)
     manifest_path = os.path.join(directory, MANIFEST_NAME)
     check_output(manifest_path)
     inputs = _corpus_inputs(options, directory, manifest_path, observer)
     names = output_names(inputs, fmt)
     outputs = {path: os.path.join(directory, name) for path, name in names.items()}
-    tagger = _load_tagger(dataclasses.replace(options, threads=1) if options.workers > 1 else options)
+    # the driver's own tagger tags nothing under --workers or Ray, but its label makes the settings
+    tagger = _load_tagger(dataclasses.replace(options, threads=1)
+                          if options.workers > 1 or options.engine != "local" else options)
     settings = settings_of(options, fmt, tagger.label)
     previous = read_manifest(manifest_path)
     _check_settings(previous.values(), settings, directory, options.overwrite)
@@ -347,12 +360,19 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
     problems: list[str] = []
     appender = ManifestAppender(manifest_path)
     try:
-        engine = _tag_in_process if options.workers <= 1 else _tag_in_pool
-        for path, done in engine(tasks, tagger, settings, options, observer):
-            appender.append(done.record)
-            records[done.record.input] = done.record
-            states[path] = FAILED if done.record.status == FAILED else TAGGED
-            problems.extend(done.record.errors)
+        if options.engine == "ray":
+            from mambaner_cli.runtime.ray_engine import tag_with_ray
+
+            results = tag_with_ray(tasks, settings, options, observer)
+        else:
+            engine = _tag_in_process if options.workers <= 1 else _tag_in_pool
+            results = engine(tasks, tagger, settings, options, observer)
+        with contextlib.closing(results):  # on any exception, the engine stops its workers at once
+            for path, done in results:
+                appender.append(done.record)
+                records[done.record.input] = done.record
+                states[path] = FAILED if done.record.status == FAILED else TAGGED
+                problems.extend(done.record.errors)
     finally:
         appender.close()
     ordered = sorted(records.values(), key=lambda record: record.input)

@@ -61,6 +61,10 @@ class TagOptions:
     # directory outputs only (runtime/corpus.py): worker processes, and re-tag inputs already done
     workers: int = 1
     overwrite: bool = False
+    # directory outputs only: "local" (this machine's processes) or "ray" (runtime/ray_engine.py), and the
+    # Ray cluster to join (None: an embedded local Ray, started and stopped by the run)
+    engine: str = "local"
+    ray_address: str | None = None
 
     @property
     def has_documents(self) -> bool:
