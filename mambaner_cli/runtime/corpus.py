@@ -446,6 +446,25 @@ def _tag_in_process(tasks: Sequence[InputTask], tagger: SentenceTagger, settings
             yield task.input, done
 
 
+def report_finished_inputs(results: Iterable[TaggedInput], tasks: Sequence[InputTask], observer: TagObserver
+                           ) -> Iterator[tuple[str, TaggedInput]]:
+    """Inputs tagged elsewhere (worker processes, Ray actors), as they come back: their errors and warnings
+    go to the observer, the running totals to its progress display; yields (the input as given, result)."""
+    input_of = {os.path.abspath(task.input): task.input for task in tasks}
+    totals = RunSummary()
+    with observer.tagging() as on_progress:
+        for done in results:
+            for error in done.errors:
+                observer.error(error)
+            for warning in done.warnings:
+                observer.warning(str(warning))
+            totals.documents += done.record.documents
+            totals.sentences += done.record.sentences
+            totals.mentions += done.record.mentions
+            on_progress(totals)
+            yield input_of[done.record.input], done
+
+
 def _tag_in_pool(tasks: Sequence[InputTask], tagger: SentenceTagger, settings: dict[str, Any],
                  options: TagOptions, observer: TagObserver) -> Iterator[tuple[str, TaggedInput]]:
     """The local engine, ``options.workers`` spawned processes, one whole input per task; each worker
@@ -457,24 +476,12 @@ def _tag_in_pool(tasks: Sequence[InputTask], tagger: SentenceTagger, settings: d
     if not tasks:  # everything was done before: no worker to start
         return
     threads = options.threads or max(1, physical_cores() // options.workers)
-    input_of = {os.path.abspath(task.input): task.input for task in tasks}
     context = _worker_context()
     pool = context.Pool(min(options.workers, max(1, len(tasks))), initializer=_start_worker,
                         initargs=(options.model, options.device, options.convention, threads, settings))
-    totals = RunSummary()
     finished = False
     try:
-        with observer.tagging() as on_progress:
-            for done in pool.imap_unordered(_work, tasks):
-                for error in done.errors:
-                    observer.error(error)
-                for warning in done.warnings:
-                    observer.warning(str(warning))
-                totals.documents += done.record.documents
-                totals.sentences += done.record.sentences
-                totals.mentions += done.record.mentions
-                on_progress(totals)
-                yield input_of[done.record.input], done
+        yield from report_finished_inputs(pool.imap_unordered(_work, tasks), tasks, observer)
         finished = True
     finally:
         if finished:  # every task done: let the workers exit on their own

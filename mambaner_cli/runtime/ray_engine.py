@@ -103,7 +103,7 @@ def _run(ray: Any, tasks: Sequence[InputTask], settings: dict[str, Any], options
          observer: TagObserver) -> Iterator[tuple[str, TaggedInput]]:
     from ray.data import ActorPoolStrategy, DataContext
 
-    from mambaner_cli.runtime.pipeline import RunSummary
+    from mambaner_cli.runtime.corpus import report_finished_inputs
 
     resources = ray.cluster_resources()
     threads = options.threads or 1
@@ -132,17 +132,5 @@ def _run(ray: Any, tasks: Sequence[InputTask], settings: dict[str, Any], options
             _InputTagger, batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(size=actors),
             fn_constructor_args=(options, threads, settings, os.getcwd()), num_cpus=threads,
             num_gpus=1 if gpus else None, max_restarts=RETRIES, max_task_retries=RETRIES)
-    input_of = {os.path.abspath(task.input): task.input for task in tasks}
-    totals = RunSummary()
-    with observer.tagging() as on_progress:
-        for row in done.iter_rows():
-            result: TaggedInput = pickle.loads(row["done"])
-            for error in result.errors:
-                observer.error(error)
-            for warning in result.warnings:
-                observer.warning(str(warning))
-            totals.documents += result.record.documents
-            totals.sentences += result.record.sentences
-            totals.mentions += result.record.mentions
-            on_progress(totals)
-            yield input_of[result.record.input], result
+    results: Iterator[TaggedInput] = (pickle.loads(row["done"]) for row in done.iter_rows())
+    yield from report_finished_inputs(results, tasks, observer)
