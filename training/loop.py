@@ -57,6 +57,19 @@ def batches(data: Sequence[Any], batch_size: int, rng: random.Random) -> list[li
     return groups
 
 
+def warmup_then_decay_to_tenth(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor of the scratch and pretrain recipes: linear warm-up over ``warmup_steps``,
+    then linear decay to 10% of the rate at ``total_steps`` (a small model keeps learning at the end; the
+    finetune recipe decays to 0, as the paper does)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.1, 1 - 0.9 * (step - warmup_steps) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
 # ----------------------------------------------------------------------------------------- devel scoring
 
 def predict(tagger: SentenceTagger, data: Sequence[Sentence], batch_size: int = 64,

@@ -24,6 +24,7 @@ from mambaner_cli.training.loop import (
     remove_checkpoint,
     run_epochs,
     seed_everything,
+    warmup_then_decay_to_tenth,
 )
 
 from mambaner_cli.corpora import UNLABELED_FILE, resolve_data_dir
@@ -103,13 +104,10 @@ def prepare_data(args: PretrainArgs, log) -> PretrainingData:
 def build_network(args: PretrainArgs, data: PretrainingData, log) -> BiLanguageModel:
     pretrained = None
     if args.glove_top:
-        from mambaner_cli.training.word_vectors import extend_vocabulary, initial_embeddings, load_glove
+        from mambaner_cli.training.word_vectors import glove_vocabulary
 
-        glove_words, vectors = load_glove()
-        data.words = extend_vocabulary(data.words, glove_words, args.glove_top)
-        pretrained, found = initial_embeddings(data.words, glove_words, vectors)
+        data.words, pretrained = glove_vocabulary(data.words, args.glove_top, log)
         args.word_dim = pretrained.shape[1]
-        log(f"GloVe: {found:,} of {len(data.words):,} vocabulary words initialised from pretrained vectors")
     config = TaggerConfig(labels=["O"], word_vocab_size=len(data.words), char_vocab_size=len(data.chars),
                           word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           state_size=args.state_size, dropout=args.dropout, use_crf=False)
@@ -161,14 +159,8 @@ def train_pretrain(args: PretrainArgs, command: str | None = None, log=print, pr
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     total_steps = (len(data.train) + args.batch_size - 1) // args.batch_size * args.epochs
     warmup_steps = max(1, int(args.warmup * total_steps))
-
-    def schedule(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.1, 1 - 0.9 * (step - warmup_steps) / max(1, total_steps - warmup_steps))
-
-    steps = Optimisation(network, list(network.parameters()), optimizer,
-                         torch.optim.lr_scheduler.LambdaLR(optimizer, schedule))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay_to_tenth(warmup_steps, total_steps))
+    steps = Optimisation(network, list(network.parameters()), optimizer, scheduler)
     examples = [(tokens,) for tokens in data.train]  # the loop buckets examples by their first item's length
 
     def batch_loss(indices: list[int]) -> torch.Tensor:

@@ -27,6 +27,7 @@ from mambaner_cli.training.loop import (
     run_epochs,
     score_epoch,
     seed_everything,
+    warmup_then_decay_to_tenth,
 )
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -117,13 +118,10 @@ def build_network(args: ScratchArgs, data: TrainingData, log) -> MambaTagger:
     """A fresh network for the data (GloVe extends the vocabulary and initialises the word embeddings)."""
     pretrained = None
     if args.glove_top:
-        from mambaner_cli.training.word_vectors import extend_vocabulary, initial_embeddings, load_glove
+        from mambaner_cli.training.word_vectors import glove_vocabulary
 
-        glove_words, vectors = load_glove()
-        data.words = extend_vocabulary(data.words, glove_words, args.glove_top)
-        pretrained, found = initial_embeddings(data.words, glove_words, vectors)
+        data.words, pretrained = glove_vocabulary(data.words, args.glove_top, log)
         args.word_dim = pretrained.shape[1]
-        log(f"GloVe: {found:,} of {len(data.words):,} vocabulary words initialised from pretrained vectors")
     config = TaggerConfig(labels=data.labels, word_vocab_size=len(data.words), char_vocab_size=len(data.chars),
                           word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           state_size=args.state_size, dropout=args.dropout,
@@ -151,13 +149,7 @@ def optimisation(args: ScratchArgs, network: MambaTagger, examples: int) -> Opti
     steps_per_epoch = (examples + args.batch_size - 1) // args.batch_size
     total_steps = steps_per_epoch * args.epochs
     warmup_steps = max(1, int(args.warmup * total_steps))
-
-    def schedule(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.1, 1 - 0.9 * (step - warmup_steps) / max(1, total_steps - warmup_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay_to_tenth(warmup_steps, total_steps))
     ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(args.ema)) if args.ema else None
     return Optimisation(network, list(network.parameters()), optimizer, scheduler, ema)
 

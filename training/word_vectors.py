@@ -58,3 +58,13 @@ def initial_embeddings(words: Vocabulary, glove_words: list[str], vectors: np.nd
         matrix[[i for i, _ in found]] = rows / rows.std()
     matrix[Vocabulary.PAD] = 0.0
     return matrix, len(found)
+
+
+def glove_vocabulary(words: Vocabulary, top: int, log=print) -> tuple[Vocabulary, torch.Tensor]:
+    """``words`` extended by GloVe's ``top`` most frequent words, and the initial embedding matrix for it
+    (GloVe's vectors where it has the word): what ``--glove-top`` does in every recipe."""
+    glove_words, vectors = load_glove()
+    words = extend_vocabulary(words, glove_words, top)
+    pretrained, found = initial_embeddings(words, glove_words, vectors)
+    log(f"GloVe: {found:,} of {len(words):,} vocabulary words initialised from pretrained vectors")
+    return words, pretrained
