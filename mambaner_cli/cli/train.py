@@ -3,6 +3,8 @@ argument dataclasses (training/args.py, standard library only), where every defa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from mambaner_cli.cli.common import MambanerGroup, cli, stderr_console
@@ -27,20 +29,27 @@ def train() -> None:
     or pretrain an encoder for `scratch --init-from` (`pretrain`)."""
 
 
+def run_recipe(train_recipe: Callable[..., dict], args: object, quiet: bool) -> None:
+    """Run a recipe's training function (each command imports it: torch loads only when a command trains)
+    with the command line for its model card, the per-epoch log on stderr and, unless ``quiet``, a
+    progress bar."""
+    from mambaner_cli.invocation import command_line
+
+    console = stderr_console()  # --quiet hides the progress bar; the per-epoch log always shows
+    with training_progress(console) as progress:
+        train_recipe(args, command=command_line(), log=lambda message: console.print(message, markup=False),
+                     progress=None if quiet else progress)
+
+
 @train.command()
 @options_from(ScratchArgs)
 @quiet_option
 def scratch(quiet: bool, **options) -> None:
     """Train the small bidirectional Mamba tagger from a fresh config or a pretrained encoder (--init-from).
     The shipped default's options are in its model card (mambaner_cli/shipped_models/default/README.md)."""
-    from mambaner_cli.invocation import command_line
     from mambaner_cli.training.scratch import train_scratch
 
-    args = args_from(ScratchArgs, options)
-    console = stderr_console()  # --quiet hides the progress bar; the per-epoch log always shows
-    with training_progress(console) as progress:
-        train_scratch(args, command=command_line(), log=lambda message: console.print(message, markup=False),
-                      progress=None if quiet else progress)
+    run_recipe(train_scratch, args_from(ScratchArgs, options), quiet)
 
 
 @train.command()
@@ -48,14 +57,9 @@ def scratch(quiet: bool, **options) -> None:
 @quiet_option
 def finetune(quiet: bool, **options) -> None:
     """Fine-tune a pretrained Mamba with LoRA (the paper's recipe: 10 epochs, lr 1e-4, batch 4)."""
-    from mambaner_cli.invocation import command_line
     from mambaner_cli.training.finetune import train_finetune
 
-    args = args_from(FinetuneArgs, options)
-    console = stderr_console()
-    with training_progress(console) as progress:
-        train_finetune(args, command=command_line(), log=lambda message: console.print(message, markup=False),
-                       progress=None if quiet else progress)
+    run_recipe(train_finetune, args_from(FinetuneArgs, options), quiet)
 
 
 @train.command()
@@ -64,11 +68,6 @@ def finetune(quiet: bool, **options) -> None:
 def pretrain(quiet: bool, **options) -> None:
     """Pretrain the tagger's encoder as a bidirectional language model on unlabeled text (never a test split);
     `train scratch --init-from OUTPUT` starts a tagger from it."""
-    from mambaner_cli.invocation import command_line
     from mambaner_cli.training.pretrain import train_pretrain
 
-    args = args_from(PretrainArgs, options)
-    console = stderr_console()
-    with training_progress(console) as progress:
-        train_pretrain(args, command=command_line(), log=lambda message: console.print(message, markup=False),
-                       progress=None if quiet else progress)
+    run_recipe(train_pretrain, args_from(PretrainArgs, options), quiet)
