@@ -266,13 +266,7 @@ def check_scratch(model_dir: Path, config: TaggerConfig, words: Vocabulary, char
 
     from mambaner_cli.model.models.tagger import MambaTagger
 
-    for table, size, key, file in ((words, config.word_vocab_size, "features.words.weight", "words"),
-                                   (chars, config.char_vocab_size, "features.chars.weight", "chars")):
-        rows = state[key].shape[0] if key in state else None
-        if len(table) != size or rows != size:
-            raise MambanerError(f"{model_dir}: the {file} vocabulary ({VOCAB_FILE}) has {len(table):,} entries, "
-                                f"the config {size:,} and the weights {rows if rows is not None else 'none'}: the "
-                                "files come from different models.")
+    check_vocabularies(model_dir, config, words, chars, state)
     with torch.device("meta"):  # shapes only: no memory, no random draws
         expected = {k: tuple(v.shape) for k, v in MambaTagger(config).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
@@ -285,6 +279,19 @@ def check_scratch(model_dir: Path, config: TaggerConfig, words: Vocabulary, char
             ", ".join(f"{k} is {list(found[k])}, the config says {list(expected[k])}" for k in wrong[:3]))
             if part)
         raise MambanerError(f"{model_dir / WEIGHTS_FILE} does not match {CONFIG_FILE}: {details}.")
+
+
+def check_vocabularies(model_dir: Path, config: TaggerConfig, words: Vocabulary, chars: Vocabulary,
+                       state: dict[str, torch.Tensor]) -> None:
+    """The word and character tables, the config and the embedding weights agree in size, or a
+    MambanerError says that the files come from different models (tagger and encoder directories alike)."""
+    for table, size, key, file in ((words, config.word_vocab_size, "features.words.weight", "words"),
+                                   (chars, config.char_vocab_size, "features.chars.weight", "chars")):
+        rows = state[key].shape[0] if key in state else None
+        if len(table) != size or rows != size:
+            raise MambanerError(f"{model_dir}: the {file} vocabulary ({VOCAB_FILE}) has {len(table):,} entries, "
+                                f"the config {size:,} and the weights {rows if rows is not None else 'none'}: the "
+                                "files come from different models.")
 
 
 def _read_lexicon(path: Path) -> LexiconMatcher:
@@ -516,10 +523,5 @@ def read_encoder(model_dir: Path) -> Encoder:
         chars = Vocabulary.from_list(_field(vocab, "chars", vocab_path))
     except (TypeError, ValueError) as error:
         raise MambanerError(f"{model_dir}: {error}") from None
-    for table, size, key, file in ((words, tagger_config.word_vocab_size, "features.words.weight", "words"),
-                                   (chars, tagger_config.char_vocab_size, "features.chars.weight", "chars")):
-        rows = state[key].shape[0] if key in state else None
-        if len(table) != size or rows != size:
-            raise MambanerError(f"{model_dir}: the {file} vocabulary ({VOCAB_FILE}) has {len(table):,} entries, "
-                                f"the config {size:,} and the weights {rows}: the files come from different models.")
+    check_vocabularies(model_dir, tagger_config, words, chars, state)
     return Encoder(tagger_config, words, chars, state, model_dir)
