@@ -24,3 +24,9 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
         "per_type": per_type,
         "sentences": len(gold),
     }
+
+
+def only_types(tags: Sequence[str], types: Sequence[str]) -> list[str]:
+    """``tags`` with the mentions of other types read as ``O``: a corpus that marks only ``types`` can
+    neither confirm nor refute a prediction of another type, so it is not scored against it."""
+    return [tag if tag == "O" or tag[2:] in types else "O" for tag in tags]

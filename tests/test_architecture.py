@@ -1,5 +1,5 @@
 """The layout is the architecture: imports flow one way (readers, text → model → runtime → training,
-evaluate → CLI), and each on-disk concept has one owner. Read from the source, so a stray import fails here."""
+evaluate → CLI; corpora reads with the readers and splits with text), and each on-disk concept has one owner. Read from the source, so a stray import fails here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 # Units of the code and their layer: a unit may import only units of lower layers (and itself).
 LAYERS: dict[str, float] = {
-    "pkg": 0, "errors": 0, "document": 0, "invocation": 0, "formats": 0.5, "corpora": 0.5,
+    "pkg": 0, "errors": 0, "document": 0, "invocation": 0, "formats": 0.5, "corpora": 1.6,
     "_corpus_checksums": 0, "metrics": 0,
     "text": 1, "readers": 1, "writers": 1, "fetch": 1.5,
     "model": 2, "model.ops": 2.1, "model.modules": 2.2, "model.models": 2.3,

@@ -263,7 +263,9 @@ def test_download_of_a_missing_file_is_an_error_that_keeps_nothing(server, tmp_p
     assert list((target / "iob" / "X-IOB").iterdir()) == []
 
 
-def test_the_public_sources_cover_every_split_of_every_corpus():
+def test_the_public_sources_cover_every_split_of_every_iob_corpus():
     for c in CORPORA.values():
+        if c.iob_folder is None:  # the multi-type PubTator collection (AIONER's): no checked public copy yet
+            continue
         for split in corpora.SPLITS:
             assert DOWNLOADS[f"iob/{c.iob_folder}/{split}.tsv"].endswith(f"/{c.iob_folder}/{split}.tsv")

@@ -126,6 +126,11 @@ class ScratchArgs(TrainingArgs):
     repeats: dict[str, int] = arg(help="See each training sentence of --dataset NAME K times an epoch "
                                        "(weights a corpus up).", factory=dict, option="--repeat",
                                   metavar="NAME=K", parse="name=count")
+    # {corpus: share}: full texts and figure captions are mostly sentences without a mention; keeping a
+    # share of those (chosen per sentence by a hash, so the same ones every run) saves most of their cost
+    keep_empty: dict[str, float] = arg(help="Keep only this share (0-1) of the training sentences without a "
+                                            "mention of --dataset NAME.", factory=dict, option="--keep-empty",
+                                       metavar="NAME=SHARE", parse="name=share")
     # With --with-devel: also write the model after every epoch up to it, as OUT/epoch-K, each the model a
     # `--with-devel K` run would write (same schedule, same random streams: identical weights).
     keep_epochs: bool = arg(False, "With --with-devel: also write OUTPUT/epoch-K after every epoch K, each "
@@ -143,6 +148,11 @@ class ScratchArgs(TrainingArgs):
             raise MambanerError(f"--repeat names corpora that are not trained on: {', '.join(unknown)}.")
         if any(not isinstance(k, int) or k < 1 for k in self.repeats.values()):
             raise MambanerError("--repeat NAME=K needs a whole K of at least 1.")
+        unknown = sorted(set(self.keep_empty) - set(self.datasets))
+        if unknown:
+            raise MambanerError(f"--keep-empty names corpora that are not trained on: {', '.join(unknown)}.")
+        if any(not 0 < share <= 1 for share in self.keep_empty.values()):
+            raise MambanerError("--keep-empty NAME=SHARE needs a share above 0 and at most 1.")
         if self.conventions and (self.train_files or len(self.datasets) < 2):
             raise MambanerError("--conventions tells corpora apart: give two or more --dataset and no --train.")
         if self.with_devel and not 0 < self.with_devel <= self.epochs:

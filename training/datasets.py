@@ -1,5 +1,5 @@
-"""Training data: the IOB splits of one or more benchmark corpora (mambaner_cli/corpora.py), with each
-sentence's corpus, and the label set they use."""
+"""Training data: the token-level splits of one or more benchmark corpora (mambaner_cli/corpora.py), with
+each sentence's corpus, and the label set they use."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from mambaner_cli.training.args import TrainingArgs
 
-from mambaner_cli.corpora import Sentence, iob_path, read_conll
+from mambaner_cli.corpora import Sentence, read_conll, sentences as corpus_sentences
 
 
 def load_sentences(names: Sequence[str], split: str, data_dir: str | os.PathLike | None = None
@@ -23,7 +23,7 @@ def load_corpora(names: Sequence[str], split: str, data_dir: str | os.PathLike |
     sentences: list[Sentence] = []
     corpus_ids: list[int] = []
     for index, name in enumerate(names):
-        part = read_conll(iob_path(name, split, data_dir))
+        part = corpus_sentences(name, split, data_dir)
         sentences.extend(part)
         corpus_ids.extend([index] * len(part))
     return sentences, corpus_ids

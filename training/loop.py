@@ -28,7 +28,7 @@ from mambaner_cli.training.args import RunArgs
 from safetensors.torch import load_file, save_file
 
 from mambaner_cli.errors import MambanerError
-from mambaner_cli.metrics import entity_scores
+from mambaner_cli.metrics import entity_scores, only_types
 from mambaner_cli.runtime.sentence_tagger import SentenceTagger
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
@@ -111,11 +111,15 @@ class RunState:
 def score_epoch(tagger: SentenceTagger, dev: Sequence[Sentence], batch_size: int, epoch: int, loss: float,
                 seconds: float, state: RunState, save: Callable[[], None], log: Callable[[str], None],
                 conventions: list[int] | None = None,
-                corpora: tuple[list[str], list[int]] | None = None) -> None:
+                corpora: tuple[list[str], list[int]] | None = None,
+                marks: list[tuple[str, ...]] | None = None) -> None:
     """End of an epoch: devel F1 into ``state.history`` and the log; ``save()`` when it is the best so far.
     ``conventions``: each devel sentence's annotation convention; ``corpora``: (names, each devel
-    sentence's index into them) to log each corpus's F1 too."""
+    sentence's index into them) to log each corpus's F1 too; ``marks``: each devel sentence's entity
+    types (its corpus's), predictions of other types not scored."""
     predicted = predict(tagger, dev, batch_size, conventions)
+    if marks is not None:
+        predicted = [only_types(tags, types) for tags, types in zip(predicted, marks)]
     f1 = entity_scores([tags for _, tags in dev], predicted)["f1"]
     record: dict[str, Any] = {"epoch": epoch, "loss": loss, "devel_f1": f1, "seconds": seconds}
     by_corpus = ""

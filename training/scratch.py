@@ -9,6 +9,7 @@ files.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -31,8 +32,8 @@ from mambaner_cli.training.loop import (
 )
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from mambaner_cli.corpora import Sentence
-from mambaner_cli.metrics import entity_scores
+from mambaner_cli.corpora import Sentence, corpus
+from mambaner_cli.metrics import entity_scores, only_types
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
 from mambaner_cli.model.lexicon import LexiconMatcher
@@ -65,6 +66,10 @@ class TrainingData:
     lexicon: LexiconMatcher | None
     train_codes: list[list[int]] | None  # cross-fitted lexicon codes of the training sentences
     encoder: Encoder | None = None  # --init-from: the pretrained encoder the network starts from
+    # Partial labels: per training sentence, the entity types its corpus marks — where it says O, the
+    # other types stay possible (CRF.partial_neg_log_likelihood). None when every corpus marks every type.
+    train_marks: list[tuple[str, ...]] | None = None
+    dev_marks: list[tuple[str, ...]] | None = None  # per devel sentence, for scoring only those types
 
 
 def build_vocabularies(train: list[Sentence], min_count: int) -> tuple[Vocabulary, Vocabulary]:
@@ -79,6 +84,12 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     vocabularies nor the cross-fitting)."""
     train, dev, test, corpus_ids = load_splits(args)
     several = len(args.datasets) > 1 and not args.train_files
+    if args.keep_empty:
+        kept = [i for i, corpus in enumerate(corpus_ids["train"])
+                if keeps_sentence(train[i], i, args.keep_empty.get(args.datasets[corpus], 1.0))]
+        log(f"kept {len(kept):,} of {len(train):,} training sentences (--keep-empty)")
+        train = [train[i] for i in kept]
+        corpus_ids["train"] = [corpus_ids["train"][i] for i in kept]
     train_corpora = corpus_ids.get("train")
     if args.with_devel:  # the final-model protocol: devel becomes training data
         train = train + dev
@@ -88,12 +99,10 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     encoder = read_encoder(Path(args.init_from)) if args.init_from else None
     # With an encoder, its vocabularies: its word vectors and character table are what it learnt.
     words, chars = (encoder.words, encoder.chars) if encoder else build_vocabularies(train, args.min_word_count)
+    marks = corpus_marks(args, labels)
     lexicon, train_codes = None, None
     if args.lexicon_dim:
-        from mambaner_cli.training.lexicon import build_lexicon, cross_fitted_codes
-
-        lexicon = LexiconMatcher.from_list(build_lexicon(train))
-        train_codes = cross_fitted_codes(train, folds=args.lexicon_folds)
+        lexicon, train_codes = lexicon_and_codes(args, train, train_corpora, marks)
         log(f"lexicon: {len(lexicon):,} names; training codes cross-fitted over {args.lexicon_folds} folds")
     if args.repeats:
         times = [args.repeats.get(name, 1) for name in args.datasets]
@@ -101,11 +110,56 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
         train = [train[i] for i in copies]
         train_codes = [train_codes[i] for i in copies] if train_codes is not None else None
         train_conventions = [train_conventions[i] for i in copies] if train_conventions is not None else None
+        train_corpora = [train_corpora[i] for i in copies]
         log("repeated each epoch: " + ", ".join(f"{name} ×{k}" for name, k in args.repeats.items()))
+    train_marks = dev_marks = None
+    if marks is not None:
+        train_marks = [marks[corpus] for corpus in train_corpora]
+        dev_marks = [marks[corpus] for corpus in corpus_ids["devel"]]
+        log("partial labels: " + "; ".join(f"{name} marks {', '.join(types)}"
+                                           for name, types in zip(args.datasets, marks)))
     return TrainingData(train, dev, test, corpus_ids, train_conventions,
                         corpus_ids["devel"] if args.conventions else None,
                         (list(args.datasets), corpus_ids["devel"]) if several else None,
-                        labels, words, chars, lexicon, train_codes, encoder)
+                        labels, words, chars, lexicon, train_codes, encoder, train_marks, dev_marks)
+
+
+def keeps_sentence(sentence: Sentence, index: int, share: float) -> bool:
+    """``--keep-empty``: whether a training sentence stays — always with a mention, else for ``share`` of
+    the sentences, chosen by a hash of its position (the same ones every run)."""
+    if share >= 1.0 or any(tag != "O" for tag in sentence[1]):
+        return True
+    digest = hashlib.sha256(f"{index}:{' '.join(sentence[0])}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def corpus_marks(args: ScratchArgs, labels: list[str]) -> list[tuple[str, ...]] | None:
+    """Per --dataset, the entity types it marks, when some corpus does not mark every type of ``labels``
+    (then training uses partial labels); else None (the plain CRF loss)."""
+    if args.train_files:
+        return None
+    types = {label[2:] for label in labels if label != "O"}
+    marks = [corpus(name).annotates for name in args.datasets]
+    return marks if any(not types <= set(m) for m in marks) else None
+
+
+def lexicon_and_codes(args: ScratchArgs, train: list[Sentence], train_corpora: list[int] | None,
+                      marks: list[tuple[str, ...]] | None) -> tuple[LexiconMatcher, list[list[int]]]:
+    """The disease lexicon and the training sentences' cross-fitted codes. With corpora of other types,
+    the lexicon is filtered on the sentences of the corpora that mark diseases, by their disease mentions
+    only (a gene corpus cannot say whether a match is a disease); the other sentences get the codes of
+    that whole lexicon, which never saw their (unmarked) diseases."""
+    from mambaner_cli.training.lexicon import build_lexicon, cross_fitted_codes
+
+    if marks is None:
+        return LexiconMatcher.from_list(build_lexicon(train)), cross_fitted_codes(train, folds=args.lexicon_folds)
+    marking = [i for i, corpus in enumerate(train_corpora) if "Disease" in marks[corpus]]
+    diseases = [(train[i][0], only_types(train[i][1], ("Disease",))) for i in marking]
+    lexicon = LexiconMatcher.from_list(build_lexicon(diseases))
+    codes: list[list[int] | None] = [None] * len(train)
+    for i, code in zip(marking, cross_fitted_codes(diseases, folds=args.lexicon_folds)):
+        codes[i] = code
+    return lexicon, [code if code is not None else lexicon.match(tokens) for code, (tokens, _) in zip(codes, train)]
 
 
 # --------------------------------------------------------------------------------------------- network
@@ -158,6 +212,8 @@ def batch_loss_function(args: ScratchArgs, data: TrainingData, network: MambaTag
     """A batch's CRF loss, with word dropout: the unknown-word vector is learnt, and the char CNN is not
     left idle."""
     tag_ids = {label: i for i, label in enumerate(data.labels)}
+    unmarked_tags = {marks: torch.tensor([label != "O" and label[2:] not in marks for label in data.labels])
+                     for marks in set(data.train_marks or [])}
 
     def batch_loss(indices: list[int]) -> torch.Tensor:
         group = [data.train[i] for i in indices]
@@ -171,7 +227,14 @@ def batch_loss_function(args: ScratchArgs, data: TrainingData, network: MambaTag
         tags = torch.zeros_like(features["word_ids"])
         for i, (_, gold) in enumerate(group):
             tags[i, :len(gold)] = torch.tensor([tag_ids[t] for t in gold])
-        return network.loss(**features, tags=tags)
+        if data.train_marks is None:
+            return network.loss(**features, tags=tags)
+        allowed = torch.nn.functional.one_hot(tags, len(data.labels)).bool()  # b l t
+        for i, index in enumerate(indices):
+            unmarked = unmarked_tags[data.train_marks[index]]  # t    the tags an O may hide here
+            is_o = tags[i] == tag_ids["O"]  # l
+            allowed[i] |= is_o[:, None] & unmarked[None, :]
+        return network.loss(**features, tags=tags, allowed=allowed)
 
     return batch_loss
 
@@ -200,7 +263,7 @@ def train_scratch(args: ScratchArgs, command: str | None = None, log=print, prog
     def end_epoch(epoch: int, loss: float, seconds: float, state: RunState) -> None:
         if not args.with_devel:
             score_epoch(tagger, data.dev, 64, epoch, loss, seconds, state, save, log, data.dev_conventions,
-                        data.dev_corpora)
+                        data.dev_corpora, data.dev_marks)
             return
         # devel is training data here: nothing to score, the epoch was chosen before
         state.history.append({"epoch": epoch, "loss": loss, "seconds": seconds})
@@ -236,9 +299,10 @@ def score_saved_model(out: Path, args: ScratchArgs, split: str, data: list[Sente
         return {split: evaluate(load_tagger(out, device="cpu"), data)}
     by_dataset, gold, predicted = {}, [], []
     for index, name in enumerate(args.datasets):
-        part = [sentence for sentence, corpus in zip(data, corpus_ids) if corpus == index]
+        part = [sentence for sentence, corpus_id in zip(data, corpus_ids) if corpus_id == index]
         tagger = load_tagger(out, device="cpu", convention=name if args.conventions else None)
-        tags = predict(tagger, part)
+        marks = corpus(name).annotates
+        tags = [only_types(predicted_tags, marks) for predicted_tags in predict(tagger, part)]
         by_dataset[name] = entity_scores([t for _, t in part], tags)
         gold += [t for _, t in part]
         predicted += tags

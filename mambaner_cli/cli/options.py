@@ -58,6 +58,18 @@ def parse_name_counts(values: tuple[str, ...], option: str) -> dict[str, int]:
     return counts
 
 
+def parse_name_shares(values: tuple[str, ...], option: str) -> dict[str, float]:
+    """``("bioid=0.25",)`` → ``{"bioid": 0.25}``; a usage error names the value that is not NAME=SHARE."""
+    shares = {}
+    for value in values:
+        name, _, share = value.partition("=")
+        try:
+            shares[name] = float(share)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not NAME=SHARE (e.g. bioid=0.25)", param_hint=option) from None
+    return shares
+
+
 def options_from(cls: type, skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
     """A decorator adding one Click option per field of dataclass ``cls`` (but those with ``cli=False``
     and those in ``skip``), with the field's default, help text and range."""
@@ -99,6 +111,8 @@ def args_from(cls: type, options: dict[str, Any], **extra: Any) -> Any:
             value = not value
         elif meta.get("parse") == "name=count":
             value = parse_name_counts(value, meta.get("option", "--" + field.name))
+        elif meta.get("parse") == "name=share":
+            value = parse_name_shares(value, meta.get("option", "--" + field.name))
         elif isinstance(value, tuple):
             value = list(value)
         values[field.name] = value

@@ -112,12 +112,22 @@ class MambaTagger(nn.Module):
         tags: torch.Tensor,
         lexicon_ids: torch.Tensor | None = None,
         convention_ids: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """CRF negative log-likelihood (mean over sentences), or token cross-entropy without a CRF."""
+        """CRF negative log-likelihood (mean over sentences), or token cross-entropy without a CRF.
+
+        ``allowed`` [b, l, t] (partial labels): the tags each token may have; the loss marginalises over
+        them (:meth:`CRF.partial_neg_log_likelihood`; without a CRF, over each token's allowed tags).
+        """
         mask = mask.bool()
         emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids)  # b l t
         if self.crf is not None:
+            if allowed is not None:
+                return self.crf.partial_neg_log_likelihood(emissions, allowed, mask)
             return self.crf.neg_log_likelihood(emissions, tags, mask)
+        if allowed is not None:
+            log_probs = F.log_softmax(emissions[mask].float(), dim=-1)  # n t
+            return -torch.logsumexp(log_probs.masked_fill(~allowed[mask].bool(), float("-inf")), dim=-1).mean()
         return F.cross_entropy(emissions[mask].float(), tags[mask])
 
     @torch.no_grad()

@@ -152,6 +152,24 @@ class CRF(nn.Module):
         log_z = self._log_partition(self._forward_scores(emissions, mask))  # b
         return ((log_z - gold) * nonempty).sum() / emissions.shape[0]
 
+    def partial_neg_log_likelihood(self, emissions: torch.Tensor, allowed: torch.Tensor, mask: torch.Tensor
+                                   ) -> torch.Tensor:
+        """Mean over the batch of -log Σ p(path | emissions) over the paths whose tag at each position is
+        one of ``allowed`` there (a partial-label, "fuzzy" CRF: Shang et al. 2018).
+
+        A corpus that marks only some types says nothing about the others: where it says ``O``, a token
+        may still be a mention of a type it does not mark, so those tags stay allowed and the loss
+        marginalises over them instead of teaching ``O``. With one allowed tag per token this is
+        :meth:`neg_log_likelihood`. allowed [b, l, t] (bool; anything at padding).
+        """
+        emissions = emissions.float()
+        mask = mask.bool()
+        nonempty = mask.sum(1) > 0  # b
+        log_z = self._log_partition(self._forward_scores(emissions, mask))  # b
+        constrained = emissions.masked_fill(~allowed.bool(), FORBIDDEN)  # b l t
+        log_gold = self._log_partition(self._forward_scores(constrained, mask))  # b
+        return ((log_z - log_gold) * nonempty).sum() / emissions.shape[0]
+
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Best valid tag sequence per sentence (lists as long as each sentence)."""
         transitions, start, end = self._scores(float("-inf"))

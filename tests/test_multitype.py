@@ -1,0 +1,159 @@
+"""Several entity types from corpora that each mark only some: the corpus registry's type mapping, PubTator
+documents turned into training sentences, the carved devel split, and partial-label training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mambaner_cli import corpora
+from mambaner_cli.corpora import CORPORA, ENTITY_TYPES, carved_split, document_sentences, gold_documents
+from mambaner_cli.document import Span, make_document
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.metrics import only_types
+from mambaner_cli.model.modules.crf import CRF
+from mambaner_cli.training.args import ScratchArgs
+from mambaner_cli.training.scratch import keeps_sentence, train_scratch
+from tests.test_train import write_conll
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LABELS = ["O", "B-Disease", "I-Disease", "B-Species", "I-Species"]
+
+
+def test_every_corpus_maps_its_types_to_the_six():
+    for c in CORPORA.values():
+        assert c.annotates and set(c.types.values()) <= set(ENTITY_TYPES), c.name
+    assert CORPORA["bc2gm"].annotates == ("Gene",)
+    assert CORPORA["tmvar3"].annotates == ("Gene", "Disease", "Species", "Variant", "CellLine")
+    assert "FamilyName" not in CORPORA["gnormplus"].types  # families are not genes by GNormPlus's guidelines
+    assert CORPORA["drugprot"].splits == ("test",) and CORPORA["species800"].splits == ("train", "devel", "test")
+
+
+def test_crf_partial_likelihood_is_the_likelihood_when_one_tag_is_allowed():
+    torch.manual_seed(3)
+    crf = CRF(LABELS)
+    with torch.no_grad():
+        crf.transitions.normal_()
+    emissions = torch.randn(2, 5, len(LABELS))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    tags = torch.tensor([[0, 1, 2, 0, 3], [3, 4, 0, 0, 0]])
+    allowed = torch.nn.functional.one_hot(tags, len(LABELS)).bool()
+    assert torch.allclose(crf.partial_neg_log_likelihood(emissions, allowed, mask),
+                          crf.neg_log_likelihood(emissions, tags, mask), atol=1e-4)
+    everything = torch.ones_like(allowed)
+    assert crf.partial_neg_log_likelihood(emissions, everything, mask).abs() < 1e-4  # nothing to learn
+
+
+def test_crf_partial_likelihood_teaches_O_only_for_the_types_a_corpus_marks():
+    """A species corpus's O token may hide a disease: training on it lowers B-Species there, not B-Disease."""
+    crf = CRF(LABELS)
+    emissions = torch.zeros(1, 3, len(LABELS), requires_grad=True)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    tags = torch.zeros(1, 3, dtype=torch.long)  # all O
+    allowed = torch.nn.functional.one_hot(tags, len(LABELS)).bool()
+    allowed |= torch.tensor([False, True, True, False, False])  # Disease not marked by this corpus
+    crf.partial_neg_log_likelihood(emissions, allowed, mask).backward()
+    grad = emissions.grad[0, 1]
+    assert grad[LABELS.index("B-Species")] > 0  # gradient descent lowers it
+    assert grad[LABELS.index("B-Disease")] < grad[LABELS.index("B-Species")] / 2
+
+
+def test_document_sentences_tag_tokens_by_the_mentions_offsets():
+    title = "Oat rust in wheat."
+    abstract = "The p53 R175H allele and HeLa cells. Rats got sick."
+    doc = make_document("7", title, abstract)
+    text = doc.text
+
+    def span(mention: str, label: str, nth: int = 0) -> Span:
+        start = text.index(mention) if not nth else text.index(mention, text.index(mention) + 1)
+        return Span(start, start + len(mention), mention, label)
+
+    doc.passages[0].annotations = [span("Oat rust", "Disease"), span("wheat", "Species")]
+    doc.passages[1].annotations = [span("p53 R175H", "Variant"), span("p53", "Gene"),  # nested: the longer wins
+                                   span("HeLa", "CellLine"), span("Rat", "Species")]  # inside a token
+    sentences = document_sentences(doc)
+    assert sentences == [
+        (["Oat", "rust", "in", "wheat", "."], ["B-Disease", "I-Disease", "O", "B-Species", "O"]),
+        (["The", "p53", "R175H", "allele", "and", "HeLa", "cells", "."],
+         ["O", "B-Variant", "I-Variant", "O", "O", "B-CellLine", "O", "O"]),
+        (["Rats", "got", "sick", "."], ["B-Species", "O", "O", "O"]),
+    ]
+
+
+def test_only_types_drops_the_mentions_a_corpus_cannot_judge():
+    assert only_types(["B-Gene", "I-Gene", "O", "B-Disease"], ("Disease",)) == ["O", "O", "O", "B-Disease"]
+
+
+PUBTATOR_DOCS = [  # made up: (id, title, abstract, [(mention, type)])
+    (str(900 + n), f"Note {n} on voles.", f"Field mice and voles number {n} were counted.",
+     [("voles", "Species"), ("mice", "Species")]) for n in range(40)
+]
+
+
+def write_pubtator(path: Path, docs) -> None:
+    lines = []
+    for pmid, title, abstract, mentions in docs:
+        text = f"{title} {abstract}"
+        lines += [f"{pmid}|t|{title}", f"{pmid}|a|{abstract}"]
+        for mention, kind in mentions:
+            start = text.index(mention)
+            lines.append(f"{pmid}\t{start}\t{start + len(mention)}\t{mention}\t{kind}\tX")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    root = tmp_path / "data"
+    folder = root / "iob" / "NCBI-disease-IOB"
+    folder.mkdir(parents=True)
+    for split, copies in (("train", 3), ("devel", 1), ("test", 1)):
+        write_conll(folder / f"{split}.tsv", copies)
+    (root / "multitype").mkdir()
+    write_pubtator(root / "multitype" / "species800_train.PubTator.txt", PUBTATOR_DOCS)
+    write_pubtator(root / "multitype" / "species800_test.PubTator.txt", PUBTATOR_DOCS[:5])
+    return root
+
+
+def test_a_devel_split_is_carved_from_train_by_document_id(data):
+    train = gold_documents("species800", "train", data)
+    devel = gold_documents("species800", "devel", data)
+    ids = [doc.id for doc in train + devel]
+    assert sorted(ids) == sorted(pmid for pmid, *_ in PUBTATOR_DOCS) and devel
+    assert all(carved_split(doc.id) == "devel" for doc in devel)
+    assert [s for s in corpora.sentences("species800", "devel", data)] == \
+        [s for doc in gold_documents("species800", "devel", data) for s in document_sentences(doc)]
+    with pytest.raises(MambanerError, match="no devel split"):
+        corpora.pubtator_path("drugprot", "devel", data)
+
+
+def test_iob_types_are_mapped(tmp_path):
+    folder = tmp_path / "iob" / "BC2GM-IOB"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("The\tO\nBRCA1\tB-GENE\ngene\tI-GENE\n\n", encoding="utf-8")
+    assert corpora.sentences("bc2gm", "train", tmp_path) == [(["The", "BRCA1", "gene"], ["O", "B-Gene", "I-Gene"])]
+
+
+def test_keep_empty_keeps_every_mention_and_the_same_share_each_run():
+    empty = (["no", "mention"], ["O", "O"])
+    kept = [i for i in range(2000) if keeps_sentence(empty, i, 0.25)]
+    assert 400 < len(kept) < 600 and kept == [i for i in range(2000) if keeps_sentence(empty, i, 0.25)]
+    assert keeps_sentence((["Asthma"], ["B-Disease"]), 1, 0.01)
+
+
+def test_training_on_corpora_of_different_types_uses_partial_labels(tmp_path, data):
+    messages: list[str] = []
+    args = ScratchArgs(output=str(tmp_path / "m"), datasets=["ncbi", "species800"], data_dir=str(data),
+                       epochs=2, batch_size=4, hidden_size=16, num_layers=1, state_size=4, word_dim=8, threads=1,
+                       conventions=True, keep_empty={"species800": 0.5})
+    metrics = train_scratch(args, log=messages.append)
+    assert metrics["labels"] == LABELS
+    assert "partial labels: ncbi marks Disease; species800 marks Species" in messages
+    assert set(metrics["test_by_dataset"]["ncbi"]["per_type"]) <= {"Disease"}  # species not scored on NCBI
+    assert set(metrics["test_by_dataset"]["species800"]["per_type"]) <= {"Species"}
+    config = json.loads((tmp_path / "m" / "config.json").read_text())["tagger"]
+    assert config["labels"] == LABELS and config["conventions"] == ["ncbi", "species800"]
