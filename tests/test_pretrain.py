@@ -128,3 +128,38 @@ def test_a_batch_of_one_word_sentences_has_a_zero_loss_not_nan():
     assert torch.isfinite(loss) and loss.item() == 0.0
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)
+
+
+def test_a_packed_encoder_has_no_heads_and_starts_the_same_tagger(encoder_dir, tmp_path):
+    packed = tmp_path / "packed"
+    result = CliRunner().invoke(cli, ["train", "pack", str(encoder_dir), str(packed)])
+    assert result.exit_code == 0, result.output
+    full, small = read_encoder(encoder_dir), read_encoder(packed)
+    assert not any(name.startswith(("forward_head", "backward_head")) for name in small.state)
+    assert "predicted" not in json.loads((packed / "vocab.json").read_text())
+    for name, tensor in small.state.items():  # float16 on disk, float32 in memory, within half precision
+        assert tensor.dtype == torch.float32
+        assert torch.allclose(tensor, full.state[name], rtol=1e-3, atol=1e-4), name
+    again = CliRunner().invoke(cli, ["train", "pack", str(encoder_dir), str(packed)])
+    assert again.exit_code == 2 and "exists" in again.output  # never written over
+
+
+def test_a_packed_tagger_tags_as_the_full_one(tiny_model_dir, tmp_path):
+    packed = tmp_path / "packed"
+    assert CliRunner().invoke(cli, ["train", "pack", str(tiny_model_dir), str(packed)]).exit_code == 0
+    assert (packed / "model.safetensors").stat().st_size < 0.6 * (tiny_model_dir / "model.safetensors").stat().st_size
+    sentences = [["The", "disease", "was", "cancer", "."], ["the", "the", "disease"]]
+    full, small = (load_tagger(folder, device="cpu") for folder in (tiny_model_dir, packed))
+    assert [tags for tags, _ in full.tag(sentences)] == [tags for tags, _ in small.tag(sentences)]
+
+
+def test_init_from_names_a_shipped_encoder_or_a_directory(encoder_dir):
+    from mambaner_cli.errors import MambanerUsageError
+    from mambaner_cli.runtime.model_dir import resolve_encoder, shipped_encoders, shipped_models
+
+    assert resolve_encoder(str(encoder_dir)) == encoder_dir
+    assert not set(shipped_encoders()) & set(shipped_models())  # an encoder is never offered as a tagger
+    for name in shipped_encoders():
+        assert read_encoder(resolve_encoder(name)).config.hidden_size > 0
+    with pytest.raises(MambanerUsageError, match="No encoder 'nonesuch'"):
+        resolve_encoder("nonesuch")

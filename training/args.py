@@ -135,9 +135,10 @@ class ScratchArgs(TrainingArgs):
     # `--with-devel K` run would write (same schedule, same random streams: identical weights).
     keep_epochs: bool = arg(False, "With --with-devel: also write OUTPUT/epoch-K after every epoch K, each "
                                    "the model --with-devel K would write.")
-    init_from: str | None = arg(None, "Start from the encoder a `mambaner train pretrain` run wrote (its "
-                                      "vocabulary, features and Mamba stacks; the network's shape is then the "
-                                      "encoder's).", path="dir-any", metavar="DIR")
+    init_from: str | None = arg(None, "Start from a pretrained encoder: the shipped one (`encoder`) or the "
+                                      "directory a `mambaner train pretrain` run wrote (its vocabulary, features "
+                                      "and Mamba stacks; the network's shape is then the encoder's).",
+                                metavar="NAME|DIR")
 
     def __post_init__(self) -> None:
         super().__post_init__()

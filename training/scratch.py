@@ -41,7 +41,7 @@ from mambaner_cli.model.models.language_model import init_from_encoder
 from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.runtime.device import set_threads
 from mambaner_cli.runtime.load import load_tagger
-from mambaner_cli.runtime.model_dir import Encoder, read_encoder, write_run_files, write_scratch
+from mambaner_cli.runtime.model_dir import Encoder, read_encoder, resolve_encoder, write_run_files, write_scratch
 from mambaner_cli.runtime.tagger import Tagger
 
 __all__ = ["ScratchArgs", "train_scratch", "with_devel_command"]
@@ -96,7 +96,7 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
         train_corpora = train_corpora + corpus_ids["devel"] if train_corpora is not None else None
     train_conventions = train_corpora if args.conventions else None
     labels = labels_of(train + dev)
-    encoder = read_encoder(Path(args.init_from)) if args.init_from else None
+    encoder = read_encoder(resolve_encoder(args.init_from)) if args.init_from else None
     # With an encoder, its vocabularies: its word vectors and character table are what it learnt.
     words, chars = (encoder.words, encoder.chars) if encoder else build_vocabularies(train, args.min_word_count)
     marks = corpus_marks(args, labels)

@@ -71,3 +71,18 @@ def pretrain(quiet: bool, **options) -> None:
     from mambaner_cli.training.pretrain import train_pretrain
 
     run_recipe(train_pretrain, args_from(PretrainArgs, options), quiet)
+
+
+@train.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.argument("output", type=click.Path())
+def pack(source: str, output: str) -> None:
+    """Copy a scratch model or a pretrained encoder from SOURCE to a new OUTPUT for shipping: weights stored
+    as float16 (half the size; read back as float32), an encoder without its language-model heads."""
+    from pathlib import Path
+
+    from mambaner_cli.runtime.model_dir import pack as pack_directory
+
+    sizes = pack_directory(Path(source), Path(output))
+    stderr_console().print(f"{output}: weights {sizes['before'] / 2**20:.1f} MB → {sizes['after'] / 2**20:.1f} MB",
+                           markup=False)

@@ -20,7 +20,10 @@ A model directory is self-contained. Every recipe writes::
 
     config.json         + "tagger": TaggerConfig of its encoder, "prediction_vocabulary_size"
     vocab.json          {"words": [...], "chars": [...], "predicted": [...]}   (predicted: the head's words)
-    model.safetensors   the weights (encoder and heads)
+    model.safetensors   the weights (encoder and heads; a packed encoder has no heads and no "predicted")
+
+Any weights file may hold float16 tensors (``mambaner train pack``: the shipped models are stored so, half
+the size); they are read back as float32, so the network computes in float32 either way.
 
 ``finetune`` (a pretrained Mamba with a token head, models/pretrained.py) adds::
 
@@ -86,11 +89,32 @@ DEFAULT_MODEL = "default"
 
 # ------------------------------------------------------------------------------------ finding a model
 
-def shipped_models() -> list[str]:
-    """The short names of the models inside the package."""
+def _shipped(encoders: bool) -> list[str]:
     if not SHIPPED_DIR.is_dir():
         return []
-    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CONFIG_FILE).is_file()
+                  and (read_json(p / CONFIG_FILE).get("recipe") == "pretrain") == encoders)
+
+
+def shipped_models() -> list[str]:
+    """The short names of the taggers inside the package."""
+    return _shipped(encoders=False)
+
+
+def shipped_encoders() -> list[str]:
+    """The short names of the pretrained encoders inside the package (for ``train scratch --init-from``)."""
+    return _shipped(encoders=True)
+
+
+def resolve_encoder(name_or_path: str | Path) -> Path:
+    """A shipped encoder's short name (``encoder``) or a path to an encoder directory."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if "/" not in str(name_or_path) and str(name_or_path) in shipped_encoders():
+        return SHIPPED_DIR / str(name_or_path)
+    raise MambanerUsageError(f"No encoder {str(name_or_path)!r}: give an encoder directory (`mambaner train "
+                             f"pretrain` writes one) or a shipped encoder ({', '.join(shipped_encoders()) or 'none'}).")
 
 
 def resolve_model(name_or_path: str | Path | None) -> Path:
@@ -163,16 +187,56 @@ def _required(path: Path) -> Path:
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file; an empty, truncated or corrupt one is a MambanerError naming it."""
+    """The tensors of a safetensors file, float16 ones as float32 (a packed model); an empty, truncated or
+    corrupt file is a MambanerError naming it."""
+    import torch
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(_required(path)))
+        tensors = load_file(str(_required(path)))
+        return {name: t.float() if t.dtype == torch.float16 else t for name, t in tensors.items()}
     except MambanerError:
         raise
     except Exception as error:  # noqa: BLE001 — safetensors' own error type is not importable as a base class
         raise MambanerError(f"{path} is not a readable safetensors file ({error}); the model directory is "
                             "damaged: copy or train it again.") from None
+
+
+def pack(source: Path, out: Path) -> dict[str, int]:
+    """Copy a scratch tagger or a pretrained encoder directory for shipping: floating-point weights stored
+    as float16 (read back as float32: see the module docstring), and an encoder's language-model heads and
+    their word list left out (``--init-from`` takes only the encoder). Returns the sizes in bytes of the
+    weights before and after. The model card, metrics, training arguments and lexicon are copied as they
+    are (not a run's resume checkpoint)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from mambaner_cli.model.models.language_model import ENCODER_PREFIXES
+
+    config = read_config(source)
+    if config["recipe"] not in ("scratch", "pretrain"):
+        raise MambanerUsageError(f"{source} is a {config['recipe']} model: only scratch taggers and pretrained "
+                                 "encoders are packed.")
+    if out.resolve() == source.resolve() or out.exists():
+        raise MambanerUsageError(f"{out} exists: pack writes a new directory.")
+    state = load_file(str(_required(source / WEIGHTS_FILE)))
+    encoder = config["recipe"] == "pretrain"
+    if encoder:
+        state = {name: tensor for name, tensor in state.items() if name.startswith(ENCODER_PREFIXES)}
+    half = {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+    out.mkdir(parents=True)
+    for name in (CARD_FILE, METRICS_FILE, ARGS_FILE, LEXICON_FILE):  # not a run's resume checkpoint
+        if (source / name).is_file():
+            shutil.copy2(source / name, out / name)
+    vocab = read_json(source / VOCAB_FILE)
+    if encoder:
+        vocab.pop("predicted", None)
+        config["prediction_vocabulary_size"] = 0
+    write_json(out / VOCAB_FILE, vocab)
+    write_json(out / CONFIG_FILE, config)
+    save_file({name: tensor.contiguous() for name, tensor in half.items()}, str(out / WEIGHTS_FILE))
+    return {"before": (source / WEIGHTS_FILE).stat().st_size, "after": (out / WEIGHTS_FILE).stat().st_size}
 
 
 def _field(data: Any, key: str, path: Path) -> Any:
