@@ -167,6 +167,18 @@ def corpus(name: str) -> Corpus:
         raise MambanerError(f"Unknown dataset {name!r}; choose from {', '.join(CORPORA)}.") from None
 
 
+def covering_corpora(name: str) -> tuple[str, ...]:
+    """The other corpora on the same documents (same PubTator files) that annotate every type ``name``
+    annotates: BC5CDR for BC5CDR-disease and BC5CDR-chem, whose mentions are BC5CDR's, split by type.
+    A model's convention of one of them tags ``name``'s types by ``name``'s own guidelines."""
+    c = corpus(name)
+    if not c.pubtator_files:
+        return ()
+    return tuple(other.name for other in CORPORA.values()
+                 if other.name != name and other.pubtator_folder == c.pubtator_folder
+                 and other.pubtator_files == c.pubtator_files and set(c.annotates) <= set(other.annotates))
+
+
 def read_conll(path: str | os.PathLike) -> list[Sentence]:
     """Sentences of a CoNLL/IOB file: ``token<TAB>tag`` (or space-separated, tag last) a line.
 

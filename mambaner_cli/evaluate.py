@@ -1,10 +1,14 @@
 """The benchmark behind `mambaner evaluate`, at two levels, with efficiency figures and error analysis.
 
 * Benchmark level — the standard IOB split with its gold tokens, strict entity-level P/R/F1 from
-  seqeval (micro and per type): comparable to published numbers.
+  seqeval (micro and per type): comparable to published numbers. A corpus without an IOB split (the
+  PubTator-only corpora of the registry) is split into sentences and tokens as `mambaner tag` splits it.
 * Document level — the original PubTator documents through the full `mambaner tag` pipeline (our own
   sentence splitting and tokenization), mentions matched by exact character offsets, plus an overlap
   match: what a user actually gets.
+
+Every corpus of :data:`~mambaner_cli.corpora.CORPORA` can be evaluated. Only the entity types the corpus
+annotates are scored, at both levels: a gene corpus has no say on a predicted disease.
 """
 
 from __future__ import annotations
@@ -19,18 +23,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from seqeval.scheme import IOB2, Entities
 
-from mambaner_cli.corpora import Sentence, corpus, iob_path, pubtator_path, read_conll
-from mambaner_cli.document import Document, Span
-from mambaner_cli.errors import MambanerError, ReadError
-from mambaner_cli.metrics import entity_scores
-from mambaner_cli.readers import pubtator
+from mambaner_cli import corpora
+from mambaner_cli.corpora import DEVEL_SHARE, Corpus, Sentence, corpus, covering_corpora, read_conll
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.metrics import entity_scores, only_types
 from mambaner_cli.runtime.load import load_tagger
 from mambaner_cli.runtime.model_dir import model_conventions, read_metrics, resolve_model
-from mambaner_cli.runtime.pipeline import SentenceTagger, tag_chunk
+from mambaner_cli.runtime.pipeline import SentenceTagger, tag_chunk, tagger_types
 
 # The paper's Table 1 (../shared/seed/mambaner-paper.txt), as published: F1 (%) on NCBI-disease and
 # BC5-disease, parameters, RAM (GB; None where the paper gives none).
@@ -43,6 +47,34 @@ PAPER_TABLE_1 = [
 ]
 # Our datasets that correspond to the paper's two columns.
 PAPER_COLUMNS = {"ncbi": "NCBI-disease F1", "bc5cdr-disease": "BC5-disease F1"}
+
+
+class Published(NamedTuple):
+    """A published strict entity-level F1 (%) on a corpus's standard test split."""
+
+    system: str
+    f1: float
+    approximate: bool = False  # the source gives a rounded figure ("≈84")
+
+    @property
+    def shown(self) -> str:
+        return f"≈{self.f1:g}" if self.approximate else f"{self.f1:.2f}"
+
+
+# Published strict F1 on the test splits of the standard IOB benchmarks: the figures issue 16 lists, and
+# only those (a figure we have not checked against its paper does not go in). A corpus not here has none.
+PUBLISHED_F1: dict[str, tuple[Published, ...]] = {
+    "ncbi": (Published("PubMedBERT", 87.82), Published("BioLinkBERT-base", 88.18),
+             Published("BiLSTM-CNN-char (Spark NLP)", 89.13)),
+    "bc5cdr-disease": (Published("PubMedBERT", 85.62), Published("BioLinkBERT-base", 86.10)),
+    "bc5cdr-chem": (Published("BioBERT", 93.47), Published("PubMedBERT", 93.33)),
+    "bc2gm": (Published("PubMedBERT", 84.52),),
+    "bc5cdr": (Published("scispaCy (chemicals and diseases together)", 84, approximate=True),),
+}
+# Why figures on the multitype files are not comparable (see ../shared/data/README.md): they lost documents.
+REMOVED_DOCUMENTS_NOTE = ("Documents that also occur in the NCBI-disease or BC5CDR test sets, or in another "
+                          "held-out test set, were removed from this corpus's files, so published figures on it "
+                          "are not directly comparable.")
 LENGTH_BUCKETS = ("1", "2", "3", "4+")  # mention length in tokens, for the error analysis
 
 
@@ -57,8 +89,8 @@ class EvalArgs:
     batch_size: int = 64
     document_level: bool = True
     top_errors: int = 15
-    # For a model with annotation conventions: the one to tag by; None picks the evaluated corpus's when
-    # the model has it, else the model's default.
+    # For a model with annotation conventions: the one to tag by; None lets choose_convention pick (the
+    # evaluated corpus's, else one on the same documents, else the model's default).
     convention: str | None = None
 
 
@@ -145,14 +177,18 @@ def error_analysis(data: Sequence[Sentence], predicted: Sequence[Sequence[str]],
             "f1_by_length": by_length}
 
 
-def benchmark_level(tagger: SentenceTagger, data: Sequence[Sentence], batch_size: int, top: int) -> dict:
-    """Strict seqeval scores of the tagger's predictions on gold-tokenized sentences, with throughput."""
+def benchmark_level(tagger: SentenceTagger, data: Sequence[Sentence], batch_size: int, top: int,
+                    types: Sequence[str] | None = None) -> dict:
+    """Strict seqeval scores of the tagger's predictions on gold-tokenized sentences, with throughput.
+    ``types``: the entity types the gold marks; predictions of other types are not scored (None: all)."""
     started = time.perf_counter()
     predicted = [tags for tags, _ in tagger.tag([tokens for tokens, _ in data], batch_size=batch_size)]
     seconds = max(time.perf_counter() - started, 1e-9)
     for (tokens, _), tags in zip(data, predicted, strict=True):
         if len(tags) != len(tokens):
             raise MambanerError(f"the tagger returned {len(tags)} tags for a sentence of {len(tokens)} tokens")
+    if types is not None:
+        predicted = [only_types(tags, types) for tags in predicted]
     scores = entity_scores([tags for _, tags in data], predicted)
     tokens = sum(len(tokens) for tokens, _ in data)
     scores.update({"tokens": tokens,
@@ -161,26 +197,6 @@ def benchmark_level(tagger: SentenceTagger, data: Sequence[Sentence], batch_size
                    "seconds": seconds, "sentences_per_s": len(data) / seconds, "tokens_per_s": tokens / seconds,
                    "errors": error_analysis(data, predicted, top)})
     return scores
-
-
-def gold_documents(name: str, split: str, data_dir: str | None) -> list[Document]:
-    """The PubTator documents of a split with their gold mentions, typed as in the IOB benchmark
-    (NCBI's four disease classes are one ``Disease`` type there)."""
-    c = corpus(name)
-    path = pubtator_path(name, split, data_dir)
-    label = {"ncbi": "Disease"}.get(name)
-    documents = []
-    with open(path, "rb") as stream:
-        for item in pubtator.read(stream, str(path), keep_annotations=True):
-            if isinstance(item, ReadError):
-                if item.warning:  # a malformed or mismatched annotation line: the document is still read
-                    continue
-                raise MambanerError(str(item))
-            for passage in item.passages:
-                passage.annotations = [Span(s.start, s.end, s.text, label or s.label) for s in passage.annotations
-                                       if s.label in c.entity_types]
-            documents.append(item)
-    return documents
 
 
 def match_scores(gold: Sequence[set], predicted: Sequence[set], overlap: bool) -> dict:
@@ -203,19 +219,33 @@ def match_scores(gold: Sequence[set], predicted: Sequence[set], overlap: bool) -
             "predicted": n_pred}
 
 
-def document_level(tagger: SentenceTagger, name: str, split: str, data_dir: str | None, batch_size: int) -> dict:
-    documents = gold_documents(name, split, data_dir)
+def typed_match_scores(gold: Sequence[set], predicted: Sequence[set], overlap: bool) -> dict:
+    """:func:`match_scores` over all mentions (micro), with the same for each type under ``per_type``."""
+    scores = match_scores(gold, predicted, overlap)
+    labels = sorted({mention[2] for mentions in (*gold, *predicted) for mention in mentions})
+    scores["per_type"] = {label: match_scores([{m for m in g if m[2] == label} for g in gold],
+                                              [{m for m in p if m[2] == label} for p in predicted], overlap)
+                          for label in labels}
+    return scores
+
+
+def document_level(tagger: SentenceTagger, name: str, split: str, data_dir: str | None, batch_size: int,
+                   types: Sequence[str] | None = None) -> dict:
+    """The full pipeline on the corpus's PubTator documents; mentions of types outside ``types`` (the
+    corpus's own, when given) are not scored."""
+    documents = corpora.gold_documents(name, split, data_dir)
     gold = [{(s.start, s.end, s.label) for s in doc.annotations} for doc in documents]
     started = time.perf_counter()
     for first in range(0, len(documents), 64):
         tag_chunk(documents[first:first + 64], tagger, batch_size)
     seconds = max(time.perf_counter() - started, 1e-9)
-    predicted = [{(s.start, s.end, s.label) for s in doc.annotations} for doc in documents]
+    predicted = [{(s.start, s.end, s.label) for s in doc.annotations if types is None or s.label in types}
+                 for doc in documents]
     sentences = sum(len(doc.sentences) for doc in documents)
     return {"documents": len(documents), "sentences": sentences, "seconds": seconds,
             "documents_per_s": len(documents) / seconds, "sentences_per_s": sentences / seconds,
-            "exact": match_scores(gold, predicted, overlap=False),
-            "overlap": match_scores(gold, predicted, overlap=True)}
+            "exact": typed_match_scores(gold, predicted, overlap=False),
+            "overlap": typed_match_scores(gold, predicted, overlap=True)}
 
 
 def trained_parameters(model_dir: Path | None, parameters: int) -> int:
@@ -229,34 +259,75 @@ def trained_parameters(model_dir: Path | None, parameters: int) -> int:
     return parameters
 
 
+def choose_convention(dataset: str | None, conventions: Sequence[str], asked: str | None = None
+                      ) -> tuple[str | None, str]:
+    """The convention to tag ``dataset`` by, of a model that has ``conventions``, and why: the one asked
+    for; else the dataset's own; else that of a corpus on the same documents that annotates all of the
+    dataset's types (BC5CDR for BC5CDR-disease); else None, the model's default."""
+    if asked:
+        return asked, "asked for (--convention)"
+    if not conventions:
+        return None, "the model has no annotation conventions"
+    if dataset in conventions:
+        return dataset, "the evaluated corpus's own"
+    for other in covering_corpora(dataset) if dataset else ():
+        if other in conventions:
+            return other, f"{other}'s: the same documents, annotating {dataset}'s types by the same rules"
+    return None, f"the model's default: it has no convention for {dataset or 'a gold file'}"
+
+
+def gold_source(c: Corpus, split: str, data_dir: str | None) -> str:
+    """Where the benchmark level's gold comes from, for the report: the IOB file, or the PubTator file
+    (and how a devel split was carved from it)."""
+    if c.iob_folder:
+        return str(corpora.iob_path(c.name, split, data_dir))
+    path = str(corpora.pubtator_path(c.name, split, data_dir))
+    if split != "test" and "devel" not in c.pubtator_files:
+        path += f" ({split}: {'one' if split == 'devel' else 'the others'} of every {DEVEL_SHARE} documents, " \
+                "by the SHA-256 of the document id)"
+    return path
+
+
 def evaluate(args: EvalArgs, tagger: SentenceTagger | None = None) -> dict:
     """Every number of one evaluation; ``tagger`` replaces the model named by ``args.model`` (tests)."""
     started = time.perf_counter()
+    scored: tuple[str, ...] | None = None  # the entity types the gold marks (None: a gold file, all)
+    document_level_ok = False
+    skipped = None  # why the document level was asked for but cannot be done
     if args.conll:
         data, source, dataset, split = read_conll(args.conll), args.conll, None, None
     else:
-        corpus(args.dataset or "")  # an unknown name fails here, before the model is loaded
-        path = iob_path(args.dataset, args.split, args.data_dir)
-        data, source, dataset, split = read_conll(path), str(path), args.dataset, args.split
-        if args.document_level:  # fail now, not after the benchmark
+        c = corpus(args.dataset or "")  # an unknown name fails here, before the model is loaded
+        dataset, split, scored = c.name, args.split, c.annotates
+        data, source = corpora.sentences(dataset, split, args.data_dir), gold_source(c, split, args.data_dir)
+        # BC2GM has only its IOB files: no documents to run the pipeline on
+        document_level_ok = args.document_level and bool(c.pubtator_files)
+        if args.document_level and not c.pubtator_files:
+            skipped = f"{c.title or dataset} has no PubTator documents, only its IOB split"
+        if document_level_ok:  # fail now, not after the benchmark
             try:
-                pubtator_path(args.dataset, args.split, args.data_dir)
+                corpora.pubtator_path(dataset, split, args.data_dir)
             except MambanerError as error:
                 raise MambanerError(f"{error} (The document level needs the original PubTator files; "
                                     "--no-documents skips it.)") from None
     model_dir = None if tagger is not None else resolve_model(args.model)
     if tagger is None:
-        convention = args.convention
-        if convention is None and dataset in model_conventions(model_dir):
-            convention = dataset
+        convention, convention_source = choose_convention(dataset, model_conventions(model_dir), args.convention)
         tagger = load_tagger(model_dir, device=args.device, convention=convention)
+    else:
+        convention_source = "the tagger given"
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = {"model": tagger.name, "convention": tagger.convention, "dataset": dataset,
-              "split": split, "gold": source,
-              "benchmark": benchmark_level(tagger, data, args.batch_size, args.top_errors)}
-    if args.document_level and dataset:
-        result["document"] = document_level(tagger, dataset, split, args.data_dir, args.batch_size)
+    result = {"model": tagger.name, "convention": tagger.convention, "convention_source": convention_source,
+              "dataset": dataset, "split": split, "gold": source,
+              "scored_types": list(scored) if scored is not None else None,
+              "not_scored_types": [t for t in tagger_types(tagger) if scored is not None and t not in scored],
+              "published": [p._asdict() for p in PUBLISHED_F1.get(dataset or "", ())],
+              "benchmark": benchmark_level(tagger, data, args.batch_size, args.top_errors, scored)}
+    if skipped:
+        result["document_skipped"] = skipped
+    if document_level_ok:
+        result["document"] = document_level(tagger, dataset, split, args.data_dir, args.batch_size, scored)
     result["efficiency"] = {"parameters": tagger.num_parameters,
                             "trainable_parameters": trained_parameters(model_dir, tagger.num_parameters),
                             "peak_rss_mb": peak_rss_mb(), "wall_seconds": time.perf_counter() - started,
@@ -274,12 +345,54 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> l
             + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
+def scope_lines(result: dict) -> list[str]:
+    """What was scored and how the model tagged: the convention and why, the types left unscored."""
+    convention = f"`{result['convention']}`" if result.get("convention") else "none"
+    lines = [f"Convention: {convention} ({result.get('convention_source', 'not recorded')})."]
+    scored = result.get("scored_types")
+    if scored is not None:
+        line = f"Scored types: {', '.join(scored)} (what {result['dataset']} annotates)"
+        if result.get("not_scored_types"):
+            line += (f"; the model's predictions of {', '.join(result['not_scored_types'])} are not scored: "
+                     "this corpus does not mark them, so it can neither confirm nor refute them")
+        lines += ["", line + "."]
+    return lines
+
+
+def published_section(result: dict) -> list[str]:
+    """Published strict F1 on the evaluated corpus beside this run's benchmark-level F1, or why there is none."""
+    lines = ["## Published figures (strict entity-level F1, test split)", ""]
+    dataset = result["dataset"]
+    if dataset is None:
+        return [*lines, "A gold file, not a registry corpus: no published figure listed."]
+    c = corpus(dataset)
+    published = PUBLISHED_F1.get(dataset, ())
+    if not published:
+        lines.append(f"No published figure listed for {c.title or dataset}.")
+    else:
+        e = result["efficiency"]
+        convention = f" ({result['convention']} convention)" if result.get("convention") else ""
+        rows = [[p.system, p.shown, "published"] for p in published]
+        rows.append([f"mambaner `{result['model']}`{convention}", f"{result['benchmark']['f1']:.2f}",
+                     f"measured here ({result['split']} split, {e['parameters']:,} parameters)"])
+        lines += markdown_table(["system", "F1", "source"], rows)
+        if result["split"] != "test":
+            lines += ["", f"Ours is on the {result['split']} split; the published figures are on test: not comparable."]
+    if c.pubtator_folder == "multitype":
+        lines += ["", REMOVED_DOCUMENTS_NOTE]
+    if not c.iob_folder:
+        lines += ["", (f"{c.title or dataset} has no standard IOB split: the benchmark level reads its PubTator "
+                       "documents, split into sentences and tokens by mambaner's own splitter.")]
+    return lines
+
+
 def markdown_report(result: dict, command: str) -> str:
     b, e = result["benchmark"], result["efficiency"]
     title = result["dataset"] or result["gold"]
     if result["split"]:
         title += f" ({result['split']})"
     lines = [f"# mambaner evaluate: {title}", "", f"Command: `{command}`", "", f"Gold: `{result['gold']}`", "",
+             *scope_lines(result), "", *published_section(result), "",
              "## Comparison with the paper's Table 1", "",
              ("Published rows are copied from the paper (its Table 1); the last row is measured by this run "
              "(benchmark level, strict entity-level F1 on the split named above)."), ""]
@@ -301,10 +414,15 @@ def markdown_report(result: dict, command: str) -> str:
         d = result["document"]
         lines += ["", "## Document level (full pipeline on the PubTator documents, character offsets)", "",
                   f"{d['documents']:,} documents, {d['sentences']:,} sentences (our splitting).", ""]
-        lines += markdown_table(["match", "precision", "recall", "F1", "gold", "predicted"],
-                                [[kind, f"{d[kind]['precision']:.2f}", f"{d[kind]['recall']:.2f}",
-                                  f"{d[kind]['f1']:.2f}", d[kind]["gold"], d[kind]["predicted"]]
-                                 for kind in ("exact", "overlap")])
+        rows = []
+        for kind in ("exact", "overlap"):  # each type, then the micro average over all of them
+            for name, m in [*((f"{kind}: {label}", m) for label, m in sorted(d[kind].get("per_type", {}).items())),
+                            (kind, d[kind])]:
+                rows.append([name, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}", m["gold"],
+                             m["predicted"]])
+        lines += markdown_table(["match", "precision", "recall", "F1", "gold", "predicted"], rows)
+    elif result.get("document_skipped"):
+        lines += ["", f"Document level: not run ({result['document_skipped']})."]
     m = e["machine"]
     lines += ["", "## Efficiency", "",
               f"- parameters: {e['parameters']:,} (trained {e['trainable_parameters']:,})",

@@ -28,6 +28,7 @@ from mambaner_cli.evaluate import (
 )
 from mambaner_cli.metrics import entity_scores
 from mambaner_cli.runtime.load import load_tagger
+from tests.tiny_models import MULTITYPE_LABELS, write_tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -355,3 +356,229 @@ def test_command_on_the_real_ncbi_devel_split(tiny_model_dir, corpus_dir, tmp_pa
     assert f"| mambaner `tiny` | {b['f1']:.2f} | – |" in md
     assert all(f"| {row[0]} | {row[1]:.2f} | {row[2]:.2f} |" in md for row in PAPER_TABLE_1)
     assert "## Document level" in md
+
+
+# --- every corpus of the registry, only the types it annotates, the convention, published figures --------
+
+class TypedPhraseTagger(PhraseTagger):
+    """:class:`PhraseTagger` with a type per phrase, and the labels a multi-type model has."""
+
+    name = label = "typed"
+    labels = tuple(MULTITYPE_LABELS)
+
+    def __init__(self, phrases: dict[str, str]) -> None:
+        self.typed = [(phrase.lower().split(), kind) for phrase, kind in phrases.items()]
+
+    def tag(self, sentences, batch_size=32):
+        results = []
+        for tokens in sentences:
+            words, tags = [t.lower() for t in tokens], ["O"] * len(tokens)
+            for phrase, kind in self.typed:
+                for i in range(len(words) - len(phrase) + 1):
+                    if words[i:i + len(phrase)] == phrase and tags[i] == "O":
+                        tags[i:i + len(phrase)] = [f"B-{kind}"] + [f"I-{kind}"] * (len(phrase) - 1)
+            results.append((tags, [1.0] * len(tags)))
+        return results
+
+
+# Made up: a chemical, two diseases and a gene, the way BC5CDR's files would carry them.
+CDR_TITLE = "Lithium and renal failure."
+CDR_ABSTRACT = "Renal failure followed lithium use in two patients with the Zorb1 variant."
+CDR_MENTIONS = [("Lithium", "Chemical"), ("renal failure", "Disease"), ("Renal failure", "Disease"),
+                ("lithium", "Chemical")]
+CDR_SENTENCES = [(["Lithium", "and", "renal", "failure", "."], ["B-Chemical", "O", "B-Disease", "I-Disease", "O"]),
+                 (["Renal", "failure", "followed", "lithium", "use", "in", "two", "patients", "with", "the",
+                   "Zorb1", "variant", "."],
+                  ["B-Disease", "I-Disease", "O", "B-Chemical"] + ["O"] * 9)]
+
+
+def pubtator_document(doc_id: str, title: str, abstract: str, mentions: list[tuple[str, str]]) -> list[str]:
+    """The lines of one PubTator document; each mention is found at its first occurrence after the last."""
+    text, lines, at = f"{title} {abstract}", [f"{doc_id}|t|{title}", f"{doc_id}|a|{abstract}"], 0
+    for mention, kind in mentions:
+        start = text.index(mention, at) if mention in text[at:] else text.index(mention)
+        at = start + len(mention)
+        lines.append(f"{doc_id}\t{start}\t{at}\t{mention}\t{kind}\tD0")
+    return lines
+
+
+@pytest.fixture
+def cdr_data(tmp_path) -> Path:
+    """BC5CDR's devel and test splits, one made-up document each, as IOB files (the disease view, the
+    chemical view and both) and as PubTator files."""
+    root = tmp_path / "data"
+    (root / "bc5cdr").mkdir(parents=True)
+    lines = pubtator_document("201", CDR_TITLE, CDR_ABSTRACT, CDR_MENTIONS)
+    for split, name in (("devel", "CDR_DevelopmentSet.PubTator.txt"), ("test", "CDR_TestSet.PubTator.txt")):
+        (root / "bc5cdr" / name).write_text("\n".join(lines) + "\n\n", encoding="utf-8")
+        for folder, kinds in (("BC5CDR-disease-IOB", {"Disease"}), ("BC5CDR-chem-IOB", {"Chemical"}),
+                              ("BC5CDR-IOB", {"Disease", "Chemical"})):
+            (root / "iob" / folder).mkdir(parents=True, exist_ok=True)
+            write_conll(root / "iob" / folder / f"{split}.tsv",
+                        [(tokens, [t if t == "O" or t[2:] in kinds else "O" for t in tags])
+                         for tokens, tags in CDR_SENTENCES])
+    return root
+
+
+# Every phrase right; Zorb1 a gene that no BC5CDR view marks.
+CDR_TAGGER = {"lithium": "Chemical", "renal failure": "Disease", "zorb1": "Gene"}
+
+
+def test_predictions_of_types_the_corpus_does_not_annotate_are_not_scored(cdr_data):
+    for dataset, scored in (("bc5cdr-disease", ["Disease"]), ("bc5cdr-chem", ["Chemical"]),
+                            ("bc5cdr", ["Chemical", "Disease"])):
+        result = evaluate(EvalArgs(dataset=dataset, split="devel", data_dir=str(cdr_data)),
+                          tagger=TypedPhraseTagger(CDR_TAGGER))
+        assert result["scored_types"] == scored
+        assert result["not_scored_types"] == [t for t in ("Gene", "Disease", "Chemical") if t not in scored]
+        b, d = result["benchmark"], result["document"]
+        # every prediction of a scored type is right; the others (Zorb1 always) are not counted as wrong
+        assert (b["precision"], b["recall"], b["predicted_mentions"]) == (100.0, 100.0, 2 * len(scored)), dataset
+        assert set(b["per_type"]) == set(scored)
+        for kind in ("exact", "overlap"):
+            assert (d[kind]["precision"], d[kind]["recall"], d[kind]["predicted"]) == (100.0, 100.0, 2 * len(scored))
+            assert set(d[kind]["per_type"]) == set(scored)
+            assert all(d[kind]["per_type"][t]["f1"] == 100.0 for t in scored)
+
+
+def test_a_gold_file_scores_every_type(tmp_path):
+    gold = write_conll(tmp_path / "gold.tsv", CDR_SENTENCES)
+    result = evaluate(EvalArgs(conll=str(gold)), tagger=TypedPhraseTagger(CDR_TAGGER))
+    assert result["scored_types"] is None and result["not_scored_types"] == []
+    assert result["benchmark"]["predicted_mentions"] == 5  # Zorb1 counts: a false positive here
+    assert set(result["benchmark"]["per_type"]) == {"Chemical", "Disease", "Gene"}
+
+
+def test_the_convention_is_the_corpus_own_else_one_on_the_same_documents_else_the_default():
+    from mambaner_cli.corpora import covering_corpora
+    from mambaner_cli.evaluate import choose_convention
+
+    assert covering_corpora("bc5cdr-disease") == covering_corpora("bc5cdr-chem") == ("bc5cdr",)
+    assert covering_corpora("bc5cdr") == covering_corpora("ncbi") == covering_corpora("bc2gm") == ()
+    conventions = ["ncbi", "bc5cdr", "gnormplus"]
+    assert choose_convention("ncbi", conventions)[0] == "ncbi"
+    assert choose_convention("gnormplus", conventions)[0] == "gnormplus"
+    chosen, why = choose_convention("bc5cdr-disease", conventions)
+    assert chosen == "bc5cdr" and "same documents" in why
+    assert choose_convention("bc5cdr-chem", conventions)[0] == "bc5cdr"
+    assert choose_convention("bc5cdr-chem", ["bc5cdr-disease", "ncbi"])[0] is None  # it does not mark chemicals
+    assert choose_convention("bc2gm", conventions) == (None, "the model's default: it has no convention for bc2gm")
+    assert choose_convention("ncbi", [])[0] is None
+    assert choose_convention("ncbi", conventions, asked="bc5cdr") == ("bc5cdr", "asked for (--convention)")
+    assert choose_convention(None, conventions)[0] is None  # a gold file
+
+
+def test_published_figures_are_those_the_issue_lists():
+    """Only the figures issue 16 gives; a new one needs its source, not a guess."""
+    from mambaner_cli.evaluate import PUBLISHED_F1
+
+    assert {name: [(p.system, p.f1, p.approximate) for p in rows] for name, rows in PUBLISHED_F1.items()} == {
+        "ncbi": [("PubMedBERT", 87.82, False), ("BioLinkBERT-base", 88.18, False),
+                 ("BiLSTM-CNN-char (Spark NLP)", 89.13, False)],
+        "bc5cdr-disease": [("PubMedBERT", 85.62, False), ("BioLinkBERT-base", 86.10, False)],
+        "bc5cdr-chem": [("BioBERT", 93.47, False), ("PubMedBERT", 93.33, False)],
+        "bc2gm": [("PubMedBERT", 84.52, False)],
+        "bc5cdr": [("scispaCy (chemicals and diseases together)", 84, True)],
+    }
+
+
+def test_the_report_puts_published_figures_beside_ours(cdr_data):
+    result = evaluate(EvalArgs(dataset="bc5cdr-disease", split="test", data_dir=str(cdr_data)),
+                      tagger=TypedPhraseTagger(CDR_TAGGER))
+    assert [p["system"] for p in result["published"]] == ["PubMedBERT", "BioLinkBERT-base"]
+    md = markdown_report(result, "mambaner evaluate --dataset bc5cdr-disease")
+    published = md[md.index("## Published figures"):md.index("## Comparison with the paper")]
+    assert "| PubMedBERT | 85.62 | published |" in published
+    assert "| BioLinkBERT-base | 86.10 | published |" in published
+    assert "| mambaner `typed` | 100.00 | measured here (test split," in published
+    assert "not comparable" not in published
+    assert "Scored types: Disease (what bc5cdr-disease annotates); the model's predictions of Gene, Chemical " \
+           "are not scored" in md
+    assert "| exact: Disease | 100.00 | 100.00 | 100.00 | 2 | 2 |" in md and "| exact | 100.00 |" in md
+    both = evaluate(EvalArgs(dataset="bc5cdr", split="devel", data_dir=str(cdr_data)),
+                    tagger=TypedPhraseTagger(CDR_TAGGER))
+    md = markdown_report(both, "mambaner evaluate --dataset bc5cdr --split devel")
+    assert "| scispaCy (chemicals and diseases together) | ≈84 | published |" in md
+    assert "Ours is on the devel split; the published figures are on test: not comparable." in md
+
+
+@pytest.fixture
+def gene_data(tmp_path) -> Path:
+    """GNormPlus's train and test files (multitype/), made-up documents: enough train documents that a
+    devel split is carved from them."""
+    from mambaner_cli.corpora import carved_split
+
+    root = tmp_path / "data"
+    (root / "multitype").mkdir(parents=True)
+    title, abstract = "The Zorb1 kinase.", "Zorb1 binds the Quix family of proteins in yeast."
+    mentions = [("Zorb1", "Gene"), ("Zorb1", "Gene"), ("Quix family", "FamilyName")]
+    ids = [str(300 + n) for n in range(40)]
+    assert {carved_split(i) for i in ids} == {"train", "devel"}
+    for name, split_ids in (("gnormplus_train", ids), ("gnormplus_test", ids[:2])):
+        lines = [line for i in split_ids for line in [*pubtator_document(i, title, abstract, mentions), ""]]
+        (root / "multitype" / f"{name}.PubTator.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_a_pubtator_only_corpus_with_a_carved_devel_split(gene_data):
+    from mambaner_cli.corpora import carved_split
+
+    devel = [str(300 + n) for n in range(40) if carved_split(str(300 + n)) == "devel"]
+    tagger = TypedPhraseTagger({"zorb1": "Gene", "yeast": "Chemical"})  # yeast: not a GNormPlus type
+    result = evaluate(EvalArgs(dataset="gnormplus", split="devel", data_dir=str(gene_data)), tagger=tagger)
+    assert result["gold"].endswith("gnormplus_train.PubTator.txt (devel: one of every 10 documents, by the "
+                                   "SHA-256 of the document id)")
+    b, d = result["benchmark"], result["document"]
+    assert (b["gold_mentions"], b["precision"], b["recall"]) == (2 * len(devel), 100.0, 100.0)  # FamilyName: O
+    assert d["documents"] == len(devel) and d["exact"]["f1"] == 100.0
+    assert result["not_scored_types"] == ["Disease", "Chemical"]
+    md = markdown_report(result, "mambaner evaluate --dataset gnormplus --split devel")
+    assert "No published figure listed for GNormPlus." in md
+    assert "published figures on it are not directly comparable" in md
+    assert "has no standard IOB split" in md
+    with pytest.raises(MambanerError, match="has no devel split"):
+        evaluate(EvalArgs(dataset="drugprot", split="devel", data_dir=str(gene_data)), tagger=tagger)
+
+
+def test_an_iob_only_corpus_skips_the_document_level(tmp_path):
+    root = tmp_path / "data"
+    (root / "iob" / "BC2GM-IOB").mkdir(parents=True)
+    write_conll(root / "iob" / "BC2GM-IOB" / "test.tsv", [(["The", "Zorb1", "gene", "."], ["O", "B-GENE", "O", "O"])])
+    result = evaluate(EvalArgs(dataset="bc2gm", data_dir=str(root)), tagger=TypedPhraseTagger({"zorb1": "Gene"}))
+    assert "document" not in result and "only its IOB split" in result["document_skipped"]
+    assert result["benchmark"]["f1"] == 100.0 and result["benchmark"]["per_type"]["Gene"]["support"] == 1
+    md = markdown_report(result, "mambaner evaluate --dataset bc2gm")
+    assert "| PubMedBERT | 84.52 | published |" in md and "Document level: not run" in md
+
+
+def test_command_with_a_multitype_model_picks_the_convention_of_the_same_documents(cdr_data, tmp_path):
+    model = write_tiny_model(tmp_path / "multi", conventions=["ncbi", "bc5cdr", "gnormplus"])
+    out_json, out_md = tmp_path / "out.json", tmp_path / "out.md"
+    result = run("evaluate", "--dataset", "bc5cdr-disease", "--split", "devel", "--data-dir", cdr_data, "--model",
+                 model, "--device", "cpu", "--json", out_json, "--report", out_md,
+                 env={"COLUMNS": "1000"})  # rich wraps stderr lines at the console's width
+    numbers = json.loads(out_json.read_text(encoding="utf-8"))
+    assert numbers["convention"] == "bc5cdr" and "same documents" in numbers["convention_source"]
+    assert numbers["scored_types"] == ["Disease"] and numbers["not_scored_types"] == ["Gene", "Chemical"]
+    assert set(numbers["benchmark"]["per_type"]) <= {"Disease"}
+    assert set(numbers["document"]["exact"]["per_type"]) <= {"Disease"}
+    md = out_md.read_text(encoding="utf-8")
+    assert "Convention: `bc5cdr` (bc5cdr's: the same documents" in md
+    assert "convention bc5cdr: bc5cdr's: the same documents" in result.stderr
+    assert "published strict F1 on bc5cdr-disease (test): 85.62 PubMedBERT, 86.10 BioLinkBERT-base" in result.stderr
+
+
+def test_command_on_the_real_gnormplus_carved_devel_split(corpus_dir, tmp_path):
+    """A PubTator-only corpus of the real data: the devel documents carved from train, at both levels."""
+    from mambaner_cli.corpora import carved_split, pubtator_path
+
+    model = write_tiny_model(tmp_path / "multi", conventions=["ncbi", "gnormplus"])
+    out_json = tmp_path / "out.json"
+    run("evaluate", "--dataset", "gnormplus", "--split", "devel", "--model", model, "--device", "cpu", "--quiet",
+        "--json", out_json, env={"MAMBANER_DATA": str(corpus_dir)})
+    numbers = json.loads(out_json.read_text(encoding="utf-8"))
+    assert (numbers["convention"], numbers["scored_types"]) == ("gnormplus", ["Gene"])
+    train = pubtator_path("gnormplus", "train", corpus_dir).read_text(encoding="utf-8")
+    ids = {line.split("|")[0] for line in train.splitlines() if "|t|" in line}
+    assert numbers["document"]["documents"] == sum(carved_split(i) == "devel" for i in ids) > 20
+    assert set(numbers["benchmark"]["per_type"]) <= {"Gene"} and numbers["benchmark"]["gold_mentions"] > 200

@@ -59,9 +59,23 @@ def show_evaluation(result: dict, console) -> None:
     for label, m in sorted(b["per_type"].items()):
         table.add_row("benchmark", f"strict {label}", f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}")
     table.add_row("benchmark", "strict micro", f"{b['precision']:.2f}", f"{b['recall']:.2f}", f"[bold]{b['f1']:.2f}")
-    for kind, m in ((k, result["document"][k]) for k in ("exact", "overlap") if "document" in result):
-        table.add_row("document", kind, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}")
+    for kind, d in ((k, result["document"][k]) for k in ("exact", "overlap") if "document" in result):
+        for label, m in sorted(d.get("per_type", {}).items()):
+            table.add_row("document", f"{kind} {label}", f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}")
+        table.add_row("document", f"{kind} micro", f"{d['precision']:.2f}", f"{d['recall']:.2f}", f"{d['f1']:.2f}")
     console.print(table)
+    if result.get("convention"):
+        console.print(f"convention {result['convention']}: {result['convention_source']}", markup=False)
+    if result.get("not_scored_types"):
+        console.print(f"not scored ({result['dataset']} does not annotate them): predictions of "
+                      f"{', '.join(result['not_scored_types'])}", markup=False)
+    if result.get("document_skipped"):
+        console.print(f"document level not run: {result['document_skipped']}", markup=False)
+    if result.get("published"):
+        from mambaner_cli.evaluate import Published
+
+        console.print(f"published strict F1 on {result['dataset']} (test): "
+                      + ", ".join(f"{Published(**p).shown} {p['system']}" for p in result["published"]), markup=False)
     e = result["efficiency"]
     console.print(f"{e['parameters']:,} parameters; peak RSS {e['peak_rss_mb']:.0f} MB; "
                   f"{b['sentences_per_s']:.0f} sentences/s, {b['tokens_per_s']:.0f} tokens/s; "

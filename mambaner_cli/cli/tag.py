@@ -174,6 +174,9 @@ Examples:
               help="strict: an input (with --lines, a line) that does not decode is an error; replace: "
                    "decode bad bytes as U+FFFD and tag the document.")
 @model_options
+@click.option("--types", "types", metavar="LIST",
+              help="Keep only the mentions of these entity types, comma-separated (e.g. Disease,Chemical); each "
+                   "must be a type the model tags. Default: every type the model tags.")
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
 @pubmed_options
 @click.option("--fail-fast", is_flag=True, help="Stop at the first bad input (no output is written).")
@@ -193,7 +196,7 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str | None, lines: bool,
         encoding: str, encoding_errors: str, model: str | None, batch_size: int, device: str,
-        convention: str | None, threads: int, fail_fast: bool, workers: int, engine: str | None,
+        convention: str | None, types: str | None, threads: int, fail_fast: bool, workers: int, engine: str | None,
         ray_address: str | None, overwrite: bool, quiet: bool, pubmed: PubmedOptions) -> None:
     """`mambaner tag` (help: TAG_HELP, built from the format registry): every option into one TagOptions,
     one run over the files and the PubMed records, then the summary and the exit status."""
@@ -203,14 +206,19 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
     if ray_address is not None and engine == "local":
         raise click.UsageError("--ray-address joins a Ray cluster: it goes with --engine ray, not --engine local.")
     engine = engine or ("ray" if ray_address is not None else "local")
+    kinds = tuple(kind.strip() for kind in (types or "").split(",") if kind.strip())
+    if types is not None and not kinds:
+        raise click.UsageError("--types names no type: give entity types, comma-separated (e.g. Disease,Chemical).")
     options = TagOptions(output=output, inputs=inputs, output_format=fmt, input_format=input_format, lines=lines,
-                         model=model, batch_size=batch_size, device=device, convention=convention,
+                         model=model, batch_size=batch_size, device=device, convention=convention, types=kinds,
                          threads=threads, fail_fast=fail_fast, encoding=encoding, encoding_errors=encoding_errors,
                          quiet=quiet, pubmed=pubmed, workers=workers, overwrite=overwrite,
                          engine=engine, ray_address=ray_address)
     if not options.has_documents:
         raise click.UsageError("Give input files, directories, globs or - for stdin, or --pmid/--pmid-file/--query.")
     if is_directory_output(output):
+        if kinds:  # the manifest and the worker processes do not carry the types yet: a rerun could mix them
+            raise click.UsageError("--types applies to a single output file for now, not to a directory output.")
         tag_corpus(options)
         return
     if workers != 1 or overwrite or engine != "local":

@@ -24,7 +24,7 @@ from mambaner_cli.runtime.spans import spans_from_tags
 from mambaner_cli.text.sentences import segment_document
 
 T = TypeVar("T")
-__all__ = ["RunSummary", "SentenceTagger", "tag_chunk", "tag_documents", "tag_segmented"]
+__all__ = ["RunSummary", "SentenceTagger", "tag_chunk", "tag_documents", "tag_segmented", "tagger_types"]
 
 
 @dataclass
@@ -45,6 +45,12 @@ class RunSummary:
     @property
     def failed_sources(self) -> list[str]:
         return sorted({error.source for error in self.errors})
+
+
+def tagger_types(tagger: SentenceTagger) -> list[str]:
+    """The entity types a tagger can emit, in the order of its labels (``B-Disease`` → ``Disease``)."""
+    labels = getattr(tagger, "labels", None) or []  # both taggers have labels; the Protocol does not ask it
+    return list(dict.fromkeys(label[2:] for label in labels if label != "O"))
 
 
 def tag_chunk(documents: list[Document], tagger: SentenceTagger, batch_size: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,9 +19,11 @@ from mambaner_cli import formats
 from mambaner_cli.document import Document
 from mambaner_cli.errors import MambanerError, MambanerUsageError, ReadError
 from mambaner_cli.fetch.source import PubmedOptions, PubmedSource
+from mambaner_cli.metrics import only_types
 from mambaner_cli.readers import expand_inputs, iter_documents
 from mambaner_cli.readers.text import check_decoding
-from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger, tag_documents
+from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger, tag_documents, tagger_types
+from mambaner_cli.runtime.sentence_tagger import TaggedSentence
 from mambaner_cli.writers import check_output, open_writer, output_format, output_target
 
 
@@ -52,6 +54,8 @@ class TagOptions:
     batch_size: int = 32
     device: str = "auto"
     convention: str | None = None  # None: the model's default annotation convention
+    # only mentions of these entity types, each one the model tags (checked when the model loads); (): all
+    types: tuple[str, ...] = ()
     threads: int = 0  # 0: one per physical core
     fail_fast: bool = False  # stop at the first bad input, writing nothing
     encoding: str = "utf-8"  # of text inputs without a byte-order mark (XML: its declaration first)
@@ -124,7 +128,8 @@ def run_tag_job(options: TagOptions, observer: TagObserver | None = None) -> Tag
     Everything that would stop the run is checked before any input is read, in this order, raising
     :class:`MambanerUsageError` (the command line's exit status 2) or :class:`MambanerError`: the output
     format, the encoding, the output path (see :func:`~mambaner_cli.writers.check_output`), the inputs
-    (the output among them, or no input file at all), the PMID list or query, the model. Fail-fast
+    (the output among them, or no input file at all), the PMID list or query, the model and ``types``
+    (each one a type the model tags; see :func:`select_types`). Fail-fast
     raises :class:`FailFast`. When no document could be tagged and something failed, an output file
     already there is left untouched (``output_kept``).
     """
@@ -218,13 +223,63 @@ def _same_file(path: str, output: str) -> bool:
 
 
 def _load_tagger(options: TagOptions) -> SentenceTagger:
-    """The model, with the thread policy set first: OMP_WAIT_POLICY is read when torch loads."""
+    """The model, with the thread policy set first (OMP_WAIT_POLICY is read when torch loads); with
+    ``options.types``, wrapped so that it tags only those types. Every run loads its model here, before it
+    reads any input, so a wrong type is a usage error before anything is read or written."""
     from mambaner_cli.runtime.device import use_threads
 
     use_threads(options.threads)
     from mambaner_cli.runtime.load import load_tagger
 
-    return load_tagger(options.model, device=options.device, convention=options.convention)
+    tagger = load_tagger(options.model, device=options.device, convention=options.convention)
+    if options.types:
+        tagger = TypeFilter(tagger, select_types(options.types, tagger))
+    return tagger
+
+
+def select_types(requested: Sequence[str], tagger: SentenceTagger) -> tuple[str, ...]:
+    """``requested`` as the tagger spells its types (``disease`` → ``Disease``), or a usage error that names
+    the type and the types the model tags: a type the model never emits would silently give no mention."""
+    known = tagger_types(tagger)
+    by_lower = {kind.lower(): kind for kind in known}
+    selected = []
+    for kind in requested:
+        if kind.lower() not in by_lower:
+            # only for the message: tagging itself does not need the corpus registry
+            from mambaner_cli.corpora import ENTITY_TYPES
+
+            tags = ", ".join(known) or "no type it names"
+            if kind.lower() in {t.lower() for t in ENTITY_TYPES}:
+                raise MambanerUsageError(f"--types: the model {tagger.label} does not tag {kind}; it tags {tags}")
+            raise MambanerUsageError(f"--types: unknown entity type {kind!r} (the entity types are "
+                                     f"{', '.join(ENTITY_TYPES)}); the model {tagger.label} tags {tags}")
+        selected.append(by_lower[kind.lower()])
+    if not selected:
+        raise MambanerUsageError(f"--types names no type; the model {tagger.label} tags {', '.join(known)}")
+    return tuple(dict.fromkeys(selected))
+
+
+class TypeFilter:
+    """A :class:`SentenceTagger` that passes on only the mentions of some types: tags of the others read
+    as ``O`` before spans are built, so every output format (and every count) sees the same mentions."""
+
+    def __init__(self, tagger: SentenceTagger, types: Sequence[str]) -> None:
+        self.tagger = tagger
+        self.types = frozenset(types)
+        self.name = tagger.name
+        self.convention = tagger.convention
+        self.labels = [label for label in getattr(tagger, "labels", []) if label == "O" or label[2:] in self.types]
+
+    @property
+    def label(self) -> str:
+        return self.tagger.label
+
+    @property
+    def num_parameters(self) -> int:
+        return self.tagger.num_parameters
+
+    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[TaggedSentence]:
+        return [(only_types(tags, self.types), scores) for tags, scores in self.tagger.tag(sentences, batch_size)]
 
 
 def tag_to_file(items: Iterable[Document | ReadError], tagger: SentenceTagger, output: str, fmt: str,
