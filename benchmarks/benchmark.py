@@ -563,13 +563,7 @@ def write_big_pubmed_xml(path: Path, size: int, sources: Sequence[Path], first_p
     journal title, title, abstract). Returns the number of articles."""
     if records not in RECORDS:
         raise ValueError(f"records must be one of {RECORDS}, not {records!r}")
-    articles = []
-    for source in sources:
-        for doc in corpus_documents(source):
-            texts = {passage.type: passage.text for passage in doc.passages}
-            articles.append((escape(texts.get("title", "")), escape(texts.get("abstract", ""))))
-    if not articles:
-        raise ValueError("no documents in " + ", ".join(map(str, sources)))
+    articles = escaped_articles(sources)
     count = 0
     with open(path, "wb") as out:
         written = out.write(XML_HEAD.encode())
@@ -582,6 +576,18 @@ def write_big_pubmed_xml(path: Path, size: int, sources: Sequence[Path], first_p
             count += 1
         out.write(XML_TAIL.encode())
     return count
+
+
+def escaped_articles(sources: Sequence[Path]) -> list[tuple[str, str]]:
+    """(title, abstract) of every document of the PubTator ``sources``, escaped for XML; an error if none."""
+    articles = []
+    for source in sources:
+        for doc in corpus_documents(source):
+            texts = {passage.type: passage.text for passage in doc.passages}
+            articles.append((escape(texts.get("title", "")), escape(texts.get("abstract", ""))))
+    if not articles:
+        raise ValueError("no documents in " + ", ".join(map(str, sources)))
+    return articles
 
 
 def big_xml_sources(root: Path) -> list[Path]:

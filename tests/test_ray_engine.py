@@ -14,8 +14,10 @@ import pytest
 from mambaner_cli.runtime.corpus import MANIFEST_NAME
 from tests.test_corpus_run import manifest, run, tag_args, write_notes
 
-# Ray Data's own DataContext warns about its deprecated fields when it is first made: not this code's
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+# Ray Data's own DataContext warns about its deprecated fields when it is first made: not this code's; a
+# deprecated argument that the engine passes (max_restarts in map_batches: gone in Ray 2.64) fails the test
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+              pytest.mark.filterwarnings("error::DeprecationWarning:mambaner_cli.runtime.ray_engine")]
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
 
 
@@ -94,6 +96,37 @@ def test_ray_options_need_a_directory_and_the_ray_engine(tiny_model_dir, inputs,
         "tag", inputs / "a.txt", "-o", tmp_path / "x.jsonl", "--engine", "ray", code=2).output
     assert "goes with --engine ray" in run(
         "tag", inputs, "-o", f"{tmp_path / 'out'}/", "--engine", "local", "--ray-address", "auto", code=2).output
+
+
+@needs_ray
+def test_an_input_whose_actor_keeps_dying_is_given_up_and_recorded_as_failed(local_ray, tiny_model_dir, inputs,
+                                                                            tmp_path):
+    """Ray Data retries a dead actor's input for ever; the engine's count across restarts stops at RETRIES
+    retries. The actor's call is made here directly, after the count says the input was started that
+    often already (each time killing its actor)."""
+    from mambaner_cli.runtime.corpus import InputTask
+    from mambaner_cli.runtime.ray_engine import RETRIES, _attempts_actor, _InputTagger
+    from mambaner_cli.runtime.run import TagOptions
+
+    attempts = _attempts_actor(local_ray)
+    tagger = _InputTagger(TagOptions(output="-", model=str(tiny_model_dir), threads=1), 1, {"model": "m"},
+                          os.getcwd(), attempts)
+    task = InputTask(str(inputs / "a.txt"), str(tmp_path / "a.jsonl"), "jsonl", lines=True)
+    try:
+        for _ in range(RETRIES):  # the first try and RETRIES - 1 retries died
+            local_ray.get(attempts.next.remote(task.input))
+        assert tagger._tag(task).record.status == "tagged"  # the last retry is still made
+        assert (tmp_path / "a.jsonl").is_file()
+        (tmp_path / "a.jsonl").unlink()
+        given_up = tagger._tag(task)
+    finally:
+        local_ray.kill(attempts)
+    record = given_up.record
+    assert (record.status, record.output, record.documents) == ("failed", None, 0)
+    assert record.errors == [(f"{inputs / 'a.txt'}: not tagged: the process tagging it died {RETRIES + 1} times "
+                              "(out of memory, or its node lost); a rerun tries it again")]
+    assert record.size == (inputs / "a.txt").stat().st_size and record.settings == {"model": "m"}
+    assert not (tmp_path / "a.jsonl").exists()  # not tagged at all
 
 
 @needs_ray

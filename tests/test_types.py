@@ -123,8 +123,21 @@ def test_a_type_the_model_does_not_tag_is_a_usage_error_before_any_input_is_read
     assert "the model multi (ncbi convention) tags Gene, Disease, Chemical" in result.stderr
     assert "no such file" not in result.stderr and not out.exists()
     assert "--types names no type" in run("tag", missing, "-o", out, "--types", " , ", code=2).stderr
-    result = run("tag", missing, "-o", f"{tmp_path}/dir/", "--model", multitype_model, "--types", "Gene", code=2)
-    assert "--types applies to a single output file" in result.stderr
+
+
+def test_a_directory_run_keeps_only_those_types_and_reruns_when_they_change(multitype_model, note, tmp_path):
+    single = tmp_path / "single.jsonl"
+    run("tag", note, "-o", single, "--model", multitype_model, "--types", "Disease")
+    folder = tmp_path / "out"
+    for workers in ("1", "2"):  # in this process and in the pool's workers
+        run("tag", note, "-o", f"{folder}/", "--model", multitype_model, "--types", "Disease", "--format", "jsonl",
+            "--workers", workers, "--overwrite")
+        assert jsonl_mentions(folder / "note.jsonl") == jsonl_mentions(single)
+    (record,) = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    assert record["settings"]["types"] == ["Disease"]
+    other = run("tag", note, "-o", f"{folder}/", "--model", multitype_model, "--types", "Gene", "--format", "jsonl",
+                code=2)  # other settings: refused without --overwrite, never skipped as done
+    assert "--overwrite" in other.stderr
 
 
 def test_the_library_call_checks_the_types_too(multitype_model, note, tmp_path):

@@ -217,8 +217,6 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
     if not options.has_documents:
         raise click.UsageError("Give input files, directories, globs or - for stdin, or --pmid/--pmid-file/--query.")
     if is_directory_output(output):
-        if kinds:  # the manifest and the worker processes do not carry the types yet: a rerun could mix them
-            raise click.UsageError("--types applies to a single output file for now, not to a directory output.")
         tag_corpus(options)
         return
     if workers != 1 or overwrite or engine != "local":

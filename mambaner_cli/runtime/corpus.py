@@ -10,7 +10,8 @@ The unit of work is :func:`tag_input`: one :class:`InputTask` and a loaded tagge
 :class:`TaggedInput` out. It is all an engine needs: :func:`run_corpus_job` runs it in this process
 (``workers=1``) or in a pool of spawned processes, each loading the model once; the Ray engine
 (:mod:`mambaner_cli.runtime.ray_engine`, ``--engine ray``) calls the same function on a cluster's actors.
-Only the parent process (the driver) writes the manifest.
+Only the parent process (the driver) writes the manifest. Inputs and the output directory may be URIs of
+an object store (``s3://bucket/pubmed/``): see :mod:`mambaner_cli.runtime.object_store`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import multiprocessing
 import os
 import signal
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +32,10 @@ from types import FrameType
 from typing import Any
 
 from mambaner_cli import __version__, formats
+from mambaner_cli.document import Document
 from mambaner_cli.errors import MambanerUsageError, ReadError
 from mambaner_cli.readers import iter_documents
+from mambaner_cli.runtime import object_store
 from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger
 from mambaner_cli.runtime.run import (  # the single-run path, reused
     SilentObserver,
@@ -60,6 +64,12 @@ TAGGED, FAILED = "tagged", "failed"
 def is_directory_output(path: str) -> bool:
     """Whether ``-o path`` asks for one output per input: an existing directory, or a path ending in ``/``."""
     return path != "-" and (path.endswith(("/", os.sep)) or os.path.isdir(path))
+
+
+def _absolute(path: str) -> str:
+    """An input's key in the manifest: its absolute path, or its URI as given (a store has no working
+    directory to resolve against)."""
+    return path if object_store.is_remote(path) else os.path.abspath(path)
 
 
 @dataclass(frozen=True)
@@ -142,24 +152,25 @@ class CorpusResult:
 def tag_input(task: InputTask, tagger: SentenceTagger, settings: dict[str, Any], *,
               on_error: Callable[[ReadError], None] | None = None,
               on_warning: Callable[[ReadError], None] | None = None,
-              on_progress: Callable[[RunSummary], None] | None = None) -> TaggedInput:
+              on_progress: Callable[[RunSummary], None] | None = None,
+              source: str | None = None) -> TaggedInput:
     """Tag one input file into its own output, written atomically, and describe it as a manifest record.
 
     An input that gives no document and fails (missing, corrupt) gets no output file (an earlier one is
     left untouched, but the record no longer names it). The input is stat'ed before it is read, so a file
-    that changes while it is tagged does not match its record on the next run.
+    that changes while it is tagged does not match its record on the next run. ``source`` names the input
+    in the output and the messages instead of its path (a local copy names the stored original).
     """
+    if object_store.is_remote(task.input) or object_store.is_remote(task.output):
+        return _tag_staged(task, tagger, settings, on_error=on_error, on_warning=on_warning,
+                           on_progress=on_progress)
     started = time.perf_counter()
-    try:
-        status = os.stat(task.input)
-        size, mtime_ns = status.st_size, status.st_mtime_ns
-        regular = stat.S_ISREG(status.st_mode)  # a FIFO cannot be read twice, to be hashed
-    except OSError:
-        size = mtime_ns = None
-        regular = False
+    size, mtime_ns, regular = _stat(task.input)
     deleted: list[str] = []
     items = iter_documents([task.input], input_format=task.input_format, lines=task.lines,
                            encoding=task.encoding, errors=task.encoding_errors, on_deleted=deleted.append)
+    if source is not None:
+        items = _named(items, task.input, source)
     summary, written = _tag_into(items, tagger, task.output, task.fmt, batch_size=task.batch_size,
                                  fail_fast=task.fail_fast, on_error=on_error,
                                  on_progress=on_progress, on_warning=on_warning,
@@ -168,12 +179,74 @@ def tag_input(task: InputTask, tagger: SentenceTagger, settings: dict[str, Any],
     record = InputRecord(
         input=os.path.abspath(task.input), size=size, mtime_ns=mtime_ns,
         md5=_md5(task.input) if regular else None,
-        output=os.path.basename(task.output) if written else None,
+        output=_basename(task.output) if written else None,
         status=FAILED if summary.errors else TAGGED, documents=summary.documents, sentences=summary.sentences,
         mentions=summary.mentions, errors=[str(error) for error in summary.errors],
         warnings=[str(warning) for warning in summary.warnings], deleted_pmids=deleted, settings=settings,
         seconds=round(time.perf_counter() - started, 3))
     return TaggedInput(record, list(summary.errors), list(summary.warnings))
+
+
+def _tag_staged(task: InputTask, tagger: SentenceTagger, settings: dict[str, Any], **report: Any) -> TaggedInput:
+    """:func:`tag_input` for an input or output on a store: through local copies in a temporary folder
+    (see :mod:`.object_store`), the record and messages naming the input as given, not its copy."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mambaner-") as folder:
+        local = dataclasses.replace(task)
+        found: tuple[int, int] | None = None
+        if object_store.is_remote(task.input):
+            found = object_store.stat(task.input)  # before it is read, as for a local input
+            # the input's own name, for its format and its --lines document ids (stem:line)
+            local = dataclasses.replace(local, input=os.path.join(folder, object_store.basename(task.input)))
+            if found is not None:
+                object_store.download(task.input, local.input)
+        if object_store.is_remote(task.output):
+            local = dataclasses.replace(local, output=os.path.join(folder, "out", object_store.basename(task.output)))
+            os.mkdir(os.path.dirname(local.output))
+        done = tag_input(local, tagger, settings, source=task.input, **report)
+        if done.record.output is not None and local.output != task.output:
+            try:
+                object_store.upload(local.output, task.output)
+            except OSError as failure:  # this input failed, not the run: a rerun tags it again
+                error = ReadError(task.input, f"cannot write its output {task.output}: {failure}")
+                done.errors.append(error)
+                done.record.errors.append(str(error))
+                done.record.status, done.record.output = FAILED, None
+    record = done.record
+    record.input = _absolute(task.input)
+    if object_store.is_remote(task.input):
+        record.size, record.mtime_ns = found if found is not None else (None, None)
+    record.seconds = round(time.perf_counter() - started, 3)
+    return done
+
+
+def _named(items: Iterator[Document | ReadError], path: str, source: str) -> Iterator[Document | ReadError]:
+    """Documents and errors read from ``path``, naming ``source`` instead."""
+    for item in items:
+        yield dataclasses.replace(item, source=source) if item.source == path else item
+
+
+def gave_up(task: InputTask, settings: dict[str, Any], message: str) -> TaggedInput:
+    """An input that an engine stopped trying to tag (it kept killing the process tagging it): recorded
+    as failed with ``message``, no output, so that the run goes on and a rerun tries it again."""
+    size, mtime_ns, _ = _stat(task.input)
+    error = ReadError(task.input, message)
+    record = InputRecord(input=_absolute(task.input), size=size, mtime_ns=mtime_ns, md5=None, output=None,
+                         status=FAILED, errors=[str(error)], settings=settings)
+    return TaggedInput(record, [error], [])
+
+
+def _stat(path: str) -> tuple[int | None, int | None, bool]:
+    """An input's size, modification time and whether it is a regular file (a FIFO cannot be read twice,
+    to be hashed); None, None, False when it cannot be stat'ed."""
+    if object_store.is_remote(path):
+        found = object_store.stat(path)
+        return (*found, True) if found is not None else (None, None, False)
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None, None, False
+    return status.st_size, status.st_mtime_ns, stat.S_ISREG(status.st_mode)
 
 
 def _md5(path: str) -> str | None:
@@ -211,7 +284,7 @@ def output_names(inputs: Sequence[str], fmt: str) -> dict[str, str]:
     names = {}
     for path, name in plain.items():
         if users[name.lower()] > 1 or name.lower() == MANIFEST_NAME:
-            tag = hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+            tag = hashlib.sha1(_absolute(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
             name = f"{_stem(path)}-{tag}{extension}"
         names[path] = name
     return names
@@ -219,7 +292,7 @@ def output_names(inputs: Sequence[str], fmt: str) -> dict[str, str]:
 
 def _stem(path: str) -> str:
     """The file name without ``.gz`` and without the longest input-format extension it ends with."""
-    name = os.path.basename(path)
+    name = _basename(path)
     if name.lower().endswith(formats.COMPRESSED_SUFFIX):
         name = name[:-len(formats.COMPRESSED_SUFFIX)]
     matches = [extension for extension in formats.INPUT_EXTENSIONS if name.lower().endswith(extension)]
@@ -238,8 +311,11 @@ def settings_of(options: TagOptions, fmt: str, model_label: str) -> dict[str, An
     model = options.model
     if model is not None and os.path.isdir(model):
         model = os.path.abspath(model)
-    return {"model": model_label, "model_source": model, "format": fmt, "input_format": options.input_format,
-            "lines": options.lines, "encoding": options.encoding, "encoding_errors": options.encoding_errors}
+    settings = {"model": model_label, "model_source": model, "format": fmt, "input_format": options.input_format,
+                "lines": options.lines, "encoding": options.encoding, "encoding_errors": options.encoding_errors}
+    if options.types:  # only when given, so that the manifests of runs without --types still match
+        settings["types"] = sorted(options.types)
+    return settings
 
 
 def can_skip(record: InputRecord | None, path: str, output: str, settings: dict[str, Any]) -> bool:
@@ -249,13 +325,18 @@ def can_skip(record: InputRecord | None, path: str, output: str, settings: dict[
     1,200 files of a PubMed baseline would mean reading all 40 GB again just to skip them."""
     if record is None or record.status != TAGGED or record.settings != settings:
         return False
-    if record.output != os.path.basename(output) or not os.path.isfile(output):
+    if record.output != _basename(output) or not _is_file(output):
         return False
-    try:
-        status = os.stat(path)
-    except OSError:
-        return False
-    return (record.size, record.mtime_ns) == (status.st_size, status.st_mtime_ns)
+    size, mtime_ns, _ = _stat(path)
+    return size is not None and (record.size, record.mtime_ns) == (size, mtime_ns)
+
+
+def _basename(path: str) -> str:
+    return object_store.basename(path) if object_store.is_remote(path) else os.path.basename(path)
+
+
+def _is_file(path: str) -> bool:
+    return object_store.stat(path) is not None if object_store.is_remote(path) else os.path.isfile(path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -266,21 +347,29 @@ def read_manifest(path: str) -> dict[str, InputRecord]:
     """The manifest's records by input (absolute path), the last record of an input winning. A line that
     does not parse is dropped: a run killed while appending leaves at most its last line torn."""
     records: dict[str, InputRecord] = {}
-    try:
-        with open(path, encoding="utf-8") as manifest:
-            for line in manifest:
-                try:
-                    record = InputRecord.from_json(line)
-                except (ValueError, TypeError):
-                    continue
-                records[record.input] = record
-    except FileNotFoundError:
-        pass
+    if object_store.is_remote(path):
+        data = object_store.read_bytes(path)
+        lines = [] if data is None else data.decode("utf-8").splitlines()
+    else:
+        try:
+            with open(path, encoding="utf-8") as manifest:
+                lines = manifest.readlines()
+        except FileNotFoundError:
+            lines = []
+    for line in lines:
+        try:
+            record = InputRecord.from_json(line)
+        except (ValueError, TypeError):
+            continue
+        records[record.input] = record
     return records
 
 
 def write_manifest(path: str, records: Sequence[InputRecord]) -> None:
-    """Replace the manifest atomically with ``records``, one line each."""
+    """Replace the manifest atomically with ``records``, one line each (on a store: in one upload)."""
+    if object_store.is_remote(path):
+        object_store.write_bytes(path, b"".join(record.to_json().encode("utf-8") + b"\n" for record in records))
+        return
     with atomic_output(path) as stream:
         for record in records:
             stream.write(record.to_json().encode("utf-8") + b"\n")
@@ -299,6 +388,23 @@ class ManifestAppender:
 
     def close(self) -> None:
         self._stream.close()
+
+
+class StoredManifestWriter:
+    """The manifest on a store, where nothing can be appended to: rewritten whole (one upload) as each
+    input finishes. About a kilobyte a record: rewriting the 1,300 records of a baseline run after each
+    input uploads under a gigabyte in all, small beside the outputs."""
+
+    def __init__(self, path: str, records: Iterable[InputRecord]) -> None:
+        self._path = path
+        self._records = {record.input: record for record in records}
+
+    def append(self, record: InputRecord) -> None:
+        self._records[record.input] = record
+        write_manifest(self._path, list(self._records.values()))
+
+    def close(self) -> None:
+        pass
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -331,12 +437,16 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
         from mambaner_cli.runtime.ray_engine import check_ray
 
         check_ray()
-    directory = _make_directory(options.output)
-    manifest_path = os.path.join(directory, MANIFEST_NAME)
-    check_output(manifest_path)
+    if object_store.is_remote(options.output):  # a store has no directories to make or check
+        directory = options.output.rstrip("/")
+        manifest_path = object_store.join(directory, MANIFEST_NAME)
+    else:
+        directory = _make_directory(options.output)
+        manifest_path = os.path.join(directory, MANIFEST_NAME)
+        check_output(manifest_path)
     inputs = _corpus_inputs(options, directory, manifest_path, observer)
     names = output_names(inputs, fmt)
-    outputs = {path: os.path.join(directory, name) for path, name in names.items()}
+    outputs = {path: _join(directory, name) for path, name in names.items()}
     # the driver's own tagger tags nothing under --workers or Ray, but its label makes the settings
     tagger = _load_tagger(dataclasses.replace(options, threads=1)
                           if options.workers > 1 or options.engine != "local" else options)
@@ -348,7 +458,7 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
     states: dict[str, str] = {}
     tasks: list[InputTask] = []
     for path in inputs:
-        record = previous.get(os.path.abspath(path))
+        record = previous.get(_absolute(path))
         if not options.overwrite and can_skip(record, path, outputs[path], settings):
             states[path] = "skipped"
         else:
@@ -356,9 +466,16 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
                                    lines=options.lines, encoding=options.encoding,
                                    encoding_errors=options.encoding_errors, batch_size=options.batch_size,
                                    fail_fast=options.fail_fast))
-    write_manifest(manifest_path, list(previous.values()))  # compacted: no torn line to append after
+    try:
+        write_manifest(manifest_path, list(previous.values()))  # compacted: no torn line to append after
+    except OSError as error:
+        if not object_store.is_remote(manifest_path):
+            raise
+        # the first write to a store: no bucket, no permission; before any input is read
+        raise MambanerUsageError(f"cannot write the manifest '{manifest_path}': {error}") from None
     problems: list[str] = []
-    appender = ManifestAppender(manifest_path)
+    appender = (StoredManifestWriter(manifest_path, previous.values()) if object_store.is_remote(manifest_path)
+                else ManifestAppender(manifest_path))
     try:
         if options.engine == "ray":
             from mambaner_cli.runtime.ray_engine import tag_with_ray
@@ -377,8 +494,12 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
         appender.close()
     ordered = sorted(records.values(), key=lambda record: record.input)
     write_manifest(manifest_path, ordered)
-    run_records = [records[os.path.abspath(path)] for path in inputs]
+    run_records = [records[_absolute(path)] for path in inputs]
     return CorpusResult(directory, run_records, [states[path] for path in inputs], tagger.label, problems)
+
+
+def _join(directory: str, name: str) -> str:
+    return object_store.join(directory, name) if object_store.is_remote(directory) else os.path.join(directory, name)
 
 
 def _make_directory(path: str) -> str:
@@ -397,16 +518,29 @@ def _make_directory(path: str) -> str:
 
 def _corpus_inputs(options: TagOptions, directory: str, manifest_path: str, observer: TagObserver) -> list[str]:
     """The input files, expanded as for a single output, less every file inside the output directory (its
-    BioC outputs are input files too, and a rerun must not tag them)."""
-    found = input_paths(dataclasses.replace(options, output=manifest_path), observer)
+    BioC outputs are input files too, and a rerun must not tag them). URIs are listed on their store."""
+    local = tuple(path for path in options.inputs if not object_store.is_remote(path))
+    found = input_paths(dataclasses.replace(options, inputs=local, output=manifest_path), observer) if local else []
+    exclude = directory if object_store.is_remote(directory) else None
+    empty = []
+    for pattern in options.inputs:
+        if object_store.is_remote(pattern):
+            listed = object_store.list_inputs(pattern, exclude_under=exclude)
+            found += listed
+            empty += [] if listed else [pattern]
+    if empty:
+        message = f"no input file under {', '.join(repr(pattern) for pattern in empty)}"
+        if not found:
+            raise MambanerUsageError(f"no inputs: {message}")
+        observer.warning(message)
     inside = os.path.realpath(directory) + os.sep
-    by_absolute = {os.path.abspath(path): path for path in reversed(found)}  # ./a.txt and a.txt: one input
-    inputs = [path for path in found if by_absolute[os.path.abspath(path)] == path
-              and not os.path.realpath(path).startswith(inside)]
+    by_absolute = {_absolute(path): path for path in reversed(found)}  # ./a.txt and a.txt: one input
+    inputs = [path for path in found if by_absolute[_absolute(path)] == path
+              and (object_store.is_remote(path) or not os.path.realpath(path).startswith(inside))]
     if not inputs:
         raise MambanerUsageError(f"no inputs: every input file is inside the output directory '{options.output}'")
     for path in inputs:
-        if _same_file(path, manifest_path):
+        if not object_store.is_remote(path) and _same_file(path, manifest_path):
             raise MambanerUsageError(f"the manifest '{manifest_path}' is also an input ('{path}')")
     return inputs
 
@@ -450,7 +584,7 @@ def report_finished_inputs(results: Iterable[TaggedInput], tasks: Sequence[Input
                            ) -> Iterator[tuple[str, TaggedInput]]:
     """Inputs tagged elsewhere (worker processes, Ray actors), as they come back: their errors and warnings
     go to the observer, the running totals to its progress display; yields (the input as given, result)."""
-    input_of = {os.path.abspath(task.input): task.input for task in tasks}
+    input_of = {_absolute(task.input): task.input for task in tasks}
     totals = RunSummary()
     with observer.tagging() as on_progress:
         for done in results:
@@ -478,7 +612,8 @@ def _tag_in_pool(tasks: Sequence[InputTask], tagger: SentenceTagger, settings: d
     threads = options.threads or max(1, physical_cores() // options.workers)
     context = _worker_context()
     pool = context.Pool(min(options.workers, max(1, len(tasks))), initializer=_start_worker,
-                        initargs=(options.model, options.device, options.convention, threads, settings))
+                        initargs=(options.model, options.device, options.convention, options.types, threads, settings,
+                                  dict(os.environ)))
     finished = False
     try:
         yield from report_finished_inputs(pool.imap_unordered(_work, tasks), tasks, observer)
@@ -507,13 +642,19 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(model: str | None, device: str, convention: str | None, threads: int,
-                  settings: dict[str, Any]) -> None:
-    """A pool worker's start: Ctrl-C is the parent's to handle (it terminates the pool), and the model is
-    loaded once."""
+def _start_worker(model: str | None, device: str, convention: str | None, types: tuple[str, ...], threads: int,
+                  settings: dict[str, Any], environment: dict[str, str]) -> None:
+    """A pool worker's start: Ctrl-C is the parent's to handle (it terminates the pool), the environment
+    is the parent's, and the model is loaded once.
+
+    The fork server is started by a process's first pool and keeps the environment of then; a worker
+    forked from it takes the parent's environment of now (an object store's credentials and endpoint set
+    since, in a notebook or a test)."""
+    os.environ.clear()
+    os.environ.update(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker["tagger"] = _load_tagger(TagOptions(output="-", model=model, device=device, convention=convention,
-                                                threads=threads))
+                                                types=types, threads=threads))
     _worker["settings"] = settings
 
 
