@@ -9,10 +9,10 @@ may be shared):
 1. Throughput of ``Tagger.tag`` over the split's sentences (sentences/s and tokens/s, best of
    ``--repeats`` after a warm-up): what ``mambaner tag`` spends per sentence once text is tokenised.
 2. Where that time goes, from one more run with timers around the stages: token encoding, lexicon
-   matching, the character CNN, the two Mamba stacks (and the selective scan inside them), the CRF's
+   matching, the character CNN, the two Mamba stacks (and their convolution and selective scan), the CRF's
    Viterbi and marginals. The rest is Python around them (windows, batching, results).
 3. The network's inference paths (``infer=True``, as ``decode`` runs them: character CNN as table
-   look-ups, the Mamba stacks' time-major ``infer`` with ``scan.scan_time_major``) against the paths
+   look-ups, the Mamba stacks' time-major ``infer`` with ``scan.infer_scan``) against the paths
    training runs (convolution, the stacks' batch-major ``forward`` with the autograd scan) on the same
    batches, interleaved: time, the largest emission difference and the number of tags that differ (the
    fast paths must not change a tag). Parameters are frozen for that run, so the training paths build
@@ -45,13 +45,14 @@ from mambaner_cli.runtime.load import load_tagger
 from mambaner_cli.runtime.tagger import Tagger
 
 # (owner, attribute, stage): what the breakdown times. Module-level functions are timed where the
-# caller looks them up (runtime.tagger imports encode_batch; modules.block imports scan_time_major).
+# caller looks them up (runtime.tagger imports encode_batch; modules.block imports infer_scan and infer_conv_silu).
 STAGES: list[tuple[Any, str, str]] = [
     (runtime_tagger, "encode_batch", "encode tokens (features.encode_batch)"),
     (LexiconMatcher, "match", "lexicon matching"),
     (embeddings.TokenFeatures, "char_vectors", "character CNN"),
     (tagger.MambaTagger, "_states", "Mamba stacks (both directions)"),
-    (block, "scan_time_major", "  of which the selective scan"),
+    (block, "infer_conv_silu", "  of which the convolution + SiLU"),
+    (block, "infer_scan", "  of which the selective scan (+ skip, gate)"),
     (crf.CRF, "viterbi", "CRF Viterbi"),
     (crf.CRF, "marginals", "CRF marginals (confidences)"),
 ]

@@ -21,6 +21,7 @@ import torch
 from transformers import MambaConfig, MambaForCausalLM, MambaModel
 
 from mambaner_cli.model.modules.block import BackboneConfig, MambaStack, Mixer
+from mambaner_cli.model.ops.numba_infer import KERNELS_ENV, numba_available
 from mambaner_cli.model.ops.scan import mamba_ssm_available, selective_scan, selective_scan_ref
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread on a shared CPU
@@ -200,10 +201,30 @@ def test_short_and_long_sequences_equal_transformers(length):
 
 # ------------------------------------------------------------------------------------ infer and forward
 
+@pytest.fixture(params=["torch", "numba"])
+def scan_backend(request, monkeypatch) -> str:
+    """``infer``'s kernels: PyTorch's (the default: forward's operations, bit for bit) or numba's
+    (``MAMBANER_KERNELS=numba``: within float32 rounding)."""
+    if request.param == "torch":
+        monkeypatch.delenv(KERNELS_ENV, raising=False)  # the default
+    else:
+        if not numba_available():
+            pytest.skip("numba is not installed")
+        monkeypatch.setenv(KERNELS_ENV, "numba")
+    return request.param
+
+
+def assert_infer_matches(got: torch.Tensor, expected: torch.Tensor, backend: str) -> None:
+    if backend == "torch":
+        assert torch.equal(got, expected)
+    else:
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("shape", ["default", "odd"])
-def test_infer_equals_forward_bit_for_bit(shape):
-    """``infer`` runs forward's operations time-major without autograd: the same numbers, with padding,
-    with an all-ones mask, and without a mask."""
+def test_infer_equals_forward(shape, scan_backend):
+    """``infer`` runs forward's operations time-major without autograd: the same numbers (numba's scan:
+    within float32 rounding), with padding, with an all-ones mask, and without a mask."""
     config = mamba_config(**SHAPES[shape])
     _, stack = seeded_pair(config)
     embeds, mask = padded_batch(config.hidden_size)
@@ -212,12 +233,12 @@ def test_infer_equals_forward_bit_for_bit(shape):
         assert expected.requires_grad
         got = stack.infer(embeds, attention_mask)
         assert not got.requires_grad and got.shape == expected.shape
-        assert torch.equal(got, expected.detach())
+        assert_infer_matches(got, expected.detach(), scan_backend)
         with torch.inference_mode():
             assert torch.equal(stack.infer(embeds, attention_mask), got)
 
 
-def test_mixer_infer_is_forward_time_major():
+def test_mixer_infer_is_forward_time_major(scan_backend):
     config = BackboneConfig.from_mamba_config(mamba_config(**ODD))
     torch.manual_seed(4)
     mixer = Mixer(config)
@@ -230,17 +251,18 @@ def test_mixer_infer_is_forward_time_major():
             expected = mixer(hidden, attention_mask)  # b l h
             time_major = None if attention_mask is None else attention_mask.t().contiguous()
             got = mixer.infer(hidden.transpose(0, 1).contiguous(), time_major)  # l b h
-            assert torch.equal(got.transpose(0, 1), expected)
+            assert_infer_matches(got.transpose(0, 1), expected, scan_backend)
 
 
 # ------------------------------------------------------------------------------------------------ LoRA
 
 @pytest.mark.parametrize("target", PROJECTIONS)
-def test_a_lora_adapter_on_each_projection_changes_the_output(target):
+def test_a_lora_adapter_on_each_projection_changes_the_output(target, monkeypatch):
     """transformers' mixer reads dt_proj.weight (and in its fused kernel out_proj.weight) directly,
     skipping an adapter there; ours calls every projection as a module, on both paths: the adapted stack
     equals the merged one, and differs from the bare one."""
     peft = pytest.importorskip("peft")
+    monkeypatch.delenv(KERNELS_ENV, raising=False)  # infer's PyTorch kernels: forward's numbers, bit for bit
     _, stack = seeded_pair(mamba_config())
     with torch.no_grad():  # Δ near softplus(0) rather than 0.001..0.1, so that Δ's projection matters
         for layer in stack.layers:

@@ -9,7 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mambaner_cli.model.ops import numba_infer
+from mambaner_cli.model.ops.conv import causal_depthwise_conv_time_major, infer_conv_silu
+from mambaner_cli.model.ops.numba_infer import KERNELS_ENV
 from mambaner_cli.model.ops.scan import (
+    infer_scan,
     scan_channels_last,
     scan_time_major,
     selective_scan,
@@ -173,10 +177,127 @@ def test_time_major_scan_keeps_float64():
     torch.testing.assert_close(got.transpose(0, 1), expected, rtol=0, atol=0)
 
 
+# --------------------------------------------------------------------------- numba's inference scan
+
+needs_numba = pytest.mark.skipif(not numba_infer.numba_available(), reason="numba is not installed")
+
+
+def time_major_inputs(b: int, d: int, l: int, n: int, seed: int, max_decay_rate: float = 2.0
+                      ) -> tuple[torch.Tensor, ...]:
+    """u, Δ (positive), A, B, C, D, z in the inference layout ([l, b, ·]); B and C as strided views of one
+    projection, as ``Mixer`` splits them from x_proj's output."""
+    args = scan_inputs(b, d, l, n, seed=seed, max_decay_rate=max_decay_rate)
+    delta = F.softplus(args["delta"] + args["delta_bias"][:, None]).permute(2, 0, 1).contiguous()  # l b d
+    u, z = (args[k].permute(2, 0, 1).contiguous() for k in ("u", "z"))  # l b d
+    projected = torch.cat([args["B"].permute(2, 0, 1), args["C"].permute(2, 0, 1)], dim=-1)  # l b 2n
+    B, C = torch.split(projected, [n, n], dim=-1)  # l b n, l b n    (not contiguous)
+    return u, delta, args["A"], B, C, args["D"], z * 3  # z * 3: both tails of silu
+
+
+@needs_numba
+@pytest.mark.parametrize("b,d,l,n,rate", [(2, 8, 37, 4, 2.0), (3, 16, 20, 8, 2.0), (1, 4, 1, 3, 2.0),
+                                          (2, 6, 9, 5, 300.0), (4, 32, 13, 16, 16.0)])
+def test_numba_scan_matches_the_reference(b, d, l, n, rate):
+    """Within float32 rounding of the sequential reference, and of the PyTorch inference scan; a decay
+    rate of 300 drives Δ·A far below exp2's clamp at -126 (the state resets, as in the reference)."""
+    u, delta, A, B, C, D, z = time_major_inputs(b, d, l, n, seed=b * 100 + l, max_decay_rate=rate)
+    with torch.inference_mode():
+        got = numba_infer.scan_time_major_numba(u, delta, A, B, C)  # l b d
+        reference = selective_scan_ref(*(x.permute(1, 2, 0) for x in (u, delta)), A,
+                                       *(x.permute(1, 2, 0) for x in (B, C)))  # b d l
+        torch.testing.assert_close(got.permute(1, 2, 0), reference, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got, scan_time_major(u, delta, A, B, C), rtol=1e-5, atol=1e-5)
+        gated = numba_infer.scan_time_major_numba(u, delta, A, B, C, D, z)  # l b d
+        reference = selective_scan_ref(*(x.permute(1, 2, 0) for x in (u, delta)), A,
+                                       *(x.permute(1, 2, 0) for x in (B, C)), D=D, z=z.permute(1, 2, 0))  # b d l
+        torch.testing.assert_close(gated.permute(1, 2, 0), reference, rtol=1e-5, atol=1e-5)
+
+
+@needs_numba
+def test_numba_scan_takes_any_float_dtype_and_empty_batches():
+    u, delta, A, B, C, D, z = time_major_inputs(2, 8, 5, 4, seed=11)
+    with torch.inference_mode():
+        expected = numba_infer.scan_time_major_numba(u, delta, A, B, C, D, z)
+        half = numba_infer.scan_time_major_numba(*(x.bfloat16() for x in (u, delta)), A, B, C, D, z.bfloat16())
+        assert half.dtype == torch.float32
+        torch.testing.assert_close(half, expected, rtol=0.05, atol=0.05)
+        assert numba_infer.scan_time_major_numba(u[:, :0], delta[:, :0], A, B[:, :0], C[:, :0]).shape == (5, 0, 8)
+    with pytest.raises(ValueError, match="both D and z"):
+        numba_infer.scan_time_major_numba(u, delta, A, B, C, D=D)
+
+
+def test_infer_scan_dispatch(monkeypatch):
+    """PyTorch's path by default and with MAMBANER_KERNELS=torch (the same numbers as ``scan_time_major``
+    and ``Mixer._scan_output``), in float64 too; numba's kernel with MAMBANER_KERNELS=numba, and a
+    RuntimeError with the fix when numba is asked for but missing, or the variable has another value."""
+    u, delta, A, B, C, D, z = time_major_inputs(2, 8, 9, 4, seed=12)
+    reference = (scan_time_major(u, delta, A, B, C) + u * D) * F.silu(z)  # l b d
+    with torch.inference_mode():
+        monkeypatch.delenv(KERNELS_ENV, raising=False)
+        assert torch.equal(infer_scan(u, delta, A, B, C, D, z), reference)
+        assert torch.equal(infer_scan(u, delta, A, B, C), scan_time_major(u, delta, A, B, C))
+        monkeypatch.setenv(KERNELS_ENV, "torch")
+        assert torch.equal(infer_scan(u, delta, A, B, C, D, z), reference)
+        monkeypatch.setenv(KERNELS_ENV, "numba")
+        if numba_infer.numba_available():
+            assert torch.equal(infer_scan(u, delta, A, B, C, D, z),
+                               numba_infer.scan_time_major_numba(u, delta, A, B, C, D, z))
+        doubles = [x.double() for x in (u, delta, A, B, C, D, z)]
+        assert infer_scan(*doubles).dtype == torch.float64  # float64 keeps the reference
+        monkeypatch.setattr(numba_infer, "_kernels", lambda: None)  # as without numba
+        with pytest.raises(RuntimeError, match="pip install numba"):
+            infer_scan(u, delta, A, B, C, D, z)
+        monkeypatch.setenv(KERNELS_ENV, "fast")
+        with pytest.raises(RuntimeError, match="torch .the default. or numba"):
+            infer_scan(u, delta, A, B, C, D, z)
+
+
+def test_numba_kernels_say_how_to_install_numba(monkeypatch):
+    monkeypatch.setattr(numba_infer, "_kernels", lambda: None)
+    assert not numba_infer.numba_available()
+    u, delta, A, B, C, _, _ = time_major_inputs(1, 4, 3, 2, seed=13)
+    with pytest.raises(RuntimeError, match="pip install numba"):
+        numba_infer.scan_time_major_numba(u, delta, A, B, C)
+    with pytest.raises(RuntimeError, match="pip install numba"):
+        numba_infer.conv_silu_time_major_numba(u, torch.ones(4, 1, 3), None)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.parametrize("length,kernel,bias,masked", [(9, 4, True, True), (2, 4, True, False), (3, 4, False, True),
+                                                       (5, 1, True, False), (1, 2, False, True)])
+def test_infer_conv_silu_matches_the_reference(monkeypatch, backend, length, kernel, bias, masked):
+    """silu(conv) with padding zeroed, on a channel half of a projection read in place (as Mixer.infer
+    passes it) and on a copy: PyTorch's bit for bit, numba's within float32 rounding."""
+    if backend == "torch":
+        monkeypatch.delenv(KERNELS_ENV, raising=False)  # the default
+    elif not numba_infer.numba_available():
+        pytest.skip("numba is not installed")
+    else:
+        monkeypatch.setenv(KERNELS_ENV, "numba")
+    g = torch.Generator().manual_seed(length * 10 + kernel)
+    projected = torch.randn(length, 3, 2 * 6, generator=g) * 3  # l b 2d
+    weight, b = torch.randn(6, 1, kernel, generator=g), torch.randn(6, generator=g) if bias else None
+    mask = None
+    if masked:
+        mask = torch.ones(length, 3)
+        mask[length // 2:, 1] = 0
+    for half in projected.chunk(2, dim=-1):  # l b d, l b d    (strided views)
+        expected = F.silu(causal_depthwise_conv_time_major(half, weight, b))  # l b d
+        if mask is not None:
+            expected = expected * mask[..., None]
+        with torch.inference_mode():
+            for x in (half, half.contiguous()):
+                got = infer_conv_silu(x, weight, b, mask)
+                if backend == "torch":
+                    assert torch.equal(got, expected)
+                else:
+                    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("length,kernel,bias", [(9, 4, True), (2, 4, True), (3, 4, False), (5, 1, True),
                                                 (6, 3, True), (1, 2, False)])
 def test_time_major_conv_equals_the_batch_major_conv(length, kernel, bias):
-    from mambaner_cli.model.ops.conv import causal_depthwise_conv, causal_depthwise_conv_time_major
+    from mambaner_cli.model.ops.conv import causal_depthwise_conv
 
     g = torch.Generator().manual_seed(length * 10 + kernel)
     x = torch.randn(3, length, 2 * 5, generator=g)[:, :, :5]  # b l d    a strided view, like chunk()

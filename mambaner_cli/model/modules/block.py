@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mambaner_cli.model.ops.conv import causal_depthwise_conv, causal_depthwise_conv_time_major
+from mambaner_cli.model.ops.conv import causal_depthwise_conv, infer_conv_silu
 from mambaner_cli.model.ops.scan import (
+    infer_scan,
     mamba_ssm_available,
     scan_channels_last,
-    scan_time_major,
     selective_scan,
 )
 
@@ -127,6 +127,12 @@ def mask_padding(hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torc
     return (hidden_states * mask[..., None]).to(hidden_states.dtype)  # b l k | l b k
 
 
+def _conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mask: torch.Tensor | None
+               ) -> torch.Tensor:
+    """silu(causal conv) with padding zeroed, [b, l, d]: ``forward``'s (differentiable) convolution step."""
+    return mask_padding(F.silu(causal_depthwise_conv(x, weight, bias)), mask)  # b l d
+
+
 class Mixer(nn.Module):
     """The selective-SSM mixer of one Mamba block (Gu & Dao 2023, Algorithm 2 and figure 3)."""
 
@@ -174,15 +180,15 @@ class Mixer(nn.Module):
         if config.rescale_prenorm_residual:
             self.out_proj.weight /= math.sqrt(config.num_layers)
 
-    def _scan_inputs(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, conv: Callable
+    def _scan_inputs(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, conv_silu: Callable
                      ) -> tuple[torch.Tensor, ...]:
         """Projections and convolution before the scan, in either layout (positions and batch first or
-        second; ``conv`` matches the layout): x, gate, time_step, B, C, A."""
+        second; ``conv_silu(x, weight, bias, mask)``, silu(conv) with padding zeroed, matches the layout):
+        x, gate, time_step, B, C, A."""
         n, rank = self.ssm_state_size, self.time_step_rank
         hidden_states = mask_padding(hidden_states, attention_mask)  # b l h | l b h
         x, gate = self.in_proj(hidden_states).chunk(2, dim=-1)  # b l d, b l d
-        x = F.silu(conv(x, self.conv1d.weight, self.conv1d.bias))  # b l d
-        x = mask_padding(x, attention_mask)  # b l d
+        x = conv_silu(x, self.conv1d.weight, self.conv1d.bias, attention_mask)  # b l d
         time_step, B, C = torch.split(self.x_proj(x), [rank, n, n], dim=-1)  # b l r, b l n, b l n
         A = -torch.exp(self.A_log.float())  # d n
         return x, gate, time_step, B, C, A
@@ -214,7 +220,7 @@ class Mixer(nn.Module):
         if hidden_states.is_cuda and _mamba_inner_fn is not None and self.training and attention_mask is None \
                 and self._plain_linears():
             return self._fused_forward(hidden_states)
-        x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask, causal_depthwise_conv)
+        x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask, _conv_silu)
         if x.is_cuda and mamba_ssm_available():  # the fused scan, in its [b, d, l] layout
             delta = self.dt_proj(time_step).transpose(1, 2)  # b d l    (softplus in the kernel)
             y = selective_scan(x.transpose(1, 2), delta, A, B.transpose(1, 2), C.transpose(1, 2),
@@ -225,12 +231,13 @@ class Mixer(nn.Module):
 
     def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``forward``'s CPU path without autograd, time-major: [l, b, h] → [l, b, h], attention_mask [l, b]
-        or None. The same operations in the same order, so the same numbers."""
+        or None. The same operations in the same order, so the same numbers; with $MAMBANER_KERNELS=numba,
+        numba's kernels, which agree within float32 rounding (tests/test_scan.py, tests/test_block.py)."""
         dtype = hidden_states.dtype
-        x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask,
-                                                        causal_depthwise_conv_time_major)
+        x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask, infer_conv_silu)
         delta = F.softplus(self.dt_proj(time_step).float())  # l b d    Δ = softplus(W t + bias)
-        return self._scan_output(scan_time_major(x, delta, A, B, C), x, gate, dtype)  # l b h
+        # The scan with _scan_output's skip and gate (one pass in the numba kernel: ops/numba_infer.py).
+        return self.out_proj(infer_scan(x, delta, A, B, C, self.D, gate).to(dtype))  # l b h
 
 
 class Block(nn.Module):

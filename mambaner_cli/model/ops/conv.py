@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mambaner_cli.model.ops.numba_infer import conv_silu_time_major_numba, use_numba
+
 
 def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Causal depthwise conv over l in the [b, l, d] layout; weight [d, 1, K] as in ``nn.Conv1d``.
@@ -43,3 +45,14 @@ def causal_depthwise_conv_time_major(x: torch.Tensor, weight: torch.Tensor, bias
     if bias is not None:
         out.add_(bias)  # l b d
     return out
+
+
+def infer_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    mask: torch.Tensor | None) -> torch.Tensor:
+    """What ``Mixer.infer`` runs on in_proj's x half: silu(causal conv), padding zeroed by ``mask`` [l, b]
+    (None: no padding), time-major [l, b, d]. The PyTorch reference (``causal_depthwise_conv_time_major``,
+    SiLU, mask), or the numba kernel (ops/numba_infer.py, one pass) where ``use_numba`` says so."""
+    if use_numba(x):
+        return conv_silu_time_major_numba(x, weight, bias, mask).to(x.dtype)  # l b d
+    x = F.silu(causal_depthwise_conv_time_major(x, weight, bias))  # l b d
+    return x if mask is None else (x * mask[..., None]).to(x.dtype)  # l b d

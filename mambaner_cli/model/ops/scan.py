@@ -49,6 +49,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from mambaner_cli.model.ops.numba_infer import scan_time_major_numba, use_numba
+
 try:  # the fused CUDA kernel, when the optional ``cuda`` extra is installed
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _mamba_ssm_scan
 except (ImportError, OSError):  # OSError: a build that does not match the installed CUDA/torch
@@ -314,6 +316,23 @@ def scan_time_major(
         torch.matmul(C[start:end, :, None, :], states, out=y[start:end])  # m b 1 d    C_t · h_t
         initial = states[m - 1]
     return y.squeeze(2)  # l b d
+
+
+def infer_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+               D: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+    """The inference scan ``Mixer.infer`` runs: ``scan_time_major``'s arguments and result ([l, b, ·],
+    float32), or with D [d] and the gate z [l, b, d] the gated output (C·h + D u) · silu(z) of the Mamba
+    block. By ``scan_time_major`` and the same skip and gate as ``Mixer._scan_output`` (the reference,
+    and the default), or by the numba kernel (ops/numba_infer.py, all in one pass) where
+    ``numba_infer.use_numba`` says so ($MAMBANER_KERNELS=numba, a CPU, not float64)."""
+    if use_numba(u):
+        return scan_time_major_numba(u, delta, A, B, C, D, z)  # l b d
+    y = scan_time_major(u, delta, A, B, C)  # l b d
+    if D is not None:
+        y = y + u.float() * D.float()  # l b d    skip
+    if z is not None:
+        y = y * F.silu(z.float())  # l b d    gate
+    return y
 
 
 def selective_scan_chunked(
