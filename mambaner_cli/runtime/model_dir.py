@@ -331,7 +331,9 @@ def check_scratch(model_dir: Path, config: TaggerConfig, words: Vocabulary, char
     from mambaner_cli.model.models.tagger import MambaTagger
 
     check_vocabularies(model_dir, config, words, chars, state)
-    with torch.device("meta"):  # shapes only: no memory, no random draws
+    # A throwaway CPU build (some MB, 0.03 s) with the caller's random state put back afterwards, not a
+    # meta-device one: `with torch.device("meta")` imports torch._dynamo, 1.3 s of every tagging run's start.
+    with torch.random.fork_rng(devices=[]):
         expected = {k: tuple(v.shape) for k, v in MambaTagger(config).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
@@ -366,7 +368,7 @@ def _read_lexicon(path: Path) -> LexiconMatcher:
     problem = "it holds no entry"  # a network with a lexicon feature was trained with a non-empty lexicon
     try:
         with gzip.open(_required(path), "rt", encoding="utf-8") as handle:
-            matcher = LexiconMatcher.from_list(handle)
+            matcher = LexiconMatcher.from_list(handle.read().splitlines())  # 4x faster than line by line
         if len(matcher):
             return matcher
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:  # BadGzipFile is an OSError
