@@ -230,3 +230,24 @@ def test_the_loader_table_gives_each_recipe_its_tagger(tiny_model_dir):
     for attribute in ("name", "convention", "label", "num_parameters", "tag"):
         assert hasattr(tagger, attribute), attribute
     assert SentenceTagger.__annotations__.keys() >= {"name", "convention"}
+
+
+@pytest.mark.parametrize(("cores", "given", "expected"), [(2, 0, 1), (1, 0, 1), (16, 0, 15), (2, 2, 2), (16, 3, 3)])
+def test_tagging_leaves_one_core_to_the_reading_thread(monkeypatch, cores, given, expected):
+    from mambaner_cli.runtime import device
+
+    monkeypatch.setattr(device, "physical_cores", lambda: cores)
+    assert device.tagging_threads(given) == expected
+
+
+def test_a_tag_run_sets_the_tagging_threads(monkeypatch, tiny_model_dir, tmp_path):
+    from mambaner_cli.runtime import device
+    from mambaner_cli.runtime.run import TagOptions, _load_tagger
+
+    monkeypatch.setattr(device, "physical_cores", lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        _load_tagger(TagOptions(output="-", model=str(tiny_model_dir), device="cpu"))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -396,6 +396,17 @@ def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters
         lines.append(f"- Annotation conventions: {', '.join(args.datasets)} (each corpus's sentences trained and "
                      f"scored under its own; `--convention NAME` picks one when tagging, default "
                      f"{args.datasets[0]}).")
+    marks = corpus_marks(args, metrics["labels"])
+    if marks is not None:
+        lines.append("- Partial labels: each corpus marks only some types (" + "; ".join(
+            f"{name}: {', '.join(types)}" for name, types in zip(args.datasets, marks)) + "); where a corpus says O, "
+            "the types it does not mark stay possible and the CRF loss sums over them "
+            "(`CRF.partial_neg_log_likelihood`). PubTator corpora are split into sentences and tokens by "
+            "mambaner's splitter; a corpus without a devel file has one carved from train (one document in ten "
+            "by the SHA-256 of its id).")
+    if args.keep_empty:
+        lines.append("- Training sentences without a mention kept (`--keep-empty`): " + ", ".join(
+            f"{name} {share:.0%}" for name, share in args.keep_empty.items()) + ", chosen by a hash.")
     if args.repeats:
         lines.append("- Corpora weighted up (`--repeat`): " + ", ".join(
             f"each {name} training sentence seen {k}× an epoch" for name, k in args.repeats.items()) + ".")

@@ -177,7 +177,8 @@ Examples:
 @click.option("--types", "types", metavar="LIST",
               help="Keep only the mentions of these entity types, comma-separated (e.g. Disease,Chemical); each "
                    "must be a type the model tags. Default: every type the model tags.")
-@click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
+@click.option("--threads", type=click.IntRange(0), default=0,
+              help="CPU threads for the model (0: one per physical core but one, which reads and writes).")
 @pubmed_options
 @click.option("--fail-fast", is_flag=True, help="Stop at the first bad input (no output is written).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,

@@ -1,5 +1,6 @@
-"""Where a model runs: the device, and how many CPU threads torch uses. One meaning of ``--threads`` for
-every command (tag, evaluate, train): N threads, or 0 for one per physical core.
+"""Where a model runs: the device, and how many CPU threads torch uses. ``--threads N`` means N threads for
+every command; 0 means one per physical core (evaluate, train) or one per physical core but one (tag, whose
+reading thread runs beside the model: :func:`tagging_threads`).
 
 torch is imported inside the functions: :func:`use_threads` must set OMP_WAIT_POLICY before torch loads.
 """
@@ -56,6 +57,14 @@ def set_threads(threads: int = 0) -> int:
     threads = threads or physical_cores()
     torch.set_num_threads(threads)
     return threads
+
+
+def tagging_threads(threads: int = 0) -> int:
+    """Torch threads for `mambaner tag` in one process: ``threads``, or 0 for one per physical core but one,
+    left to the thread that reads, splits and writes alongside the model (pipeline.in_background). On this
+    project's 2-core machine two torch threads were slower than one end to end (the reading thread and
+    torch's second thread fought for the cores; see README, Performance)."""
+    return threads or max(1, physical_cores() - 1)
 
 
 def use_threads(threads: int = 0) -> int:

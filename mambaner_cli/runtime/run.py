@@ -56,7 +56,7 @@ class TagOptions:
     convention: str | None = None  # None: the model's default annotation convention
     # only mentions of these entity types, each one the model tags (checked when the model loads); (): all
     types: tuple[str, ...] = ()
-    threads: int = 0  # 0: one per physical core
+    threads: int = 0  # 0: one per physical core but one (device.tagging_threads)
     fail_fast: bool = False  # stop at the first bad input, writing nothing
     encoding: str = "utf-8"  # of text inputs without a byte-order mark (XML: its declaration first)
     encoding_errors: str = "strict"  # strict: an undecodable input (or line, with lines) is an error
@@ -226,9 +226,9 @@ def _load_tagger(options: TagOptions) -> SentenceTagger:
     """The model, with the thread policy set first (OMP_WAIT_POLICY is read when torch loads); with
     ``options.types``, wrapped so that it tags only those types. Every run loads its model here, before it
     reads any input, so a wrong type is a usage error before anything is read or written."""
-    from mambaner_cli.runtime.device import use_threads
+    from mambaner_cli.runtime.device import tagging_threads, use_threads
 
-    use_threads(options.threads)
+    use_threads(tagging_threads(options.threads))
     from mambaner_cli.runtime.load import load_tagger
 
     tagger = load_tagger(options.model, device=options.device, convention=options.convention)
