@@ -21,9 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
+
+from tests.local_http import LocalHTTPApp
 
 PUBMED_DOCTYPE = ('<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN" '
                   '"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">')
@@ -96,7 +98,7 @@ class Logged:
         return [i for i in self.params.get("id", "").split(",") if i]
 
 
-class EutilsServer:
+class EutilsServer(LocalHTTPApp):
     def __init__(self, articles: list[Article], prefix: str = "/entrez/eutils/",
                  enforce_rate_limit: bool = False, uid_ranges: bool = True):
         self.articles = {a.pmid: a for a in articles}
@@ -108,25 +110,6 @@ class EutilsServer:
         self.history: dict[str, list[list[str]]] = {}  # WebEnv -> stored result sets (query_key - 1)
         self.on_request: Callable[[Logged], None] | None = None
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-    def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"app": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def stop(self) -> None:
-        assert self._httpd is not None
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}{self.prefix}"
 
     def add(self, article: Article) -> None:
         with self._lock:
@@ -308,3 +291,6 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test)
         self.close_connection = True
+
+
+EutilsServer.handler = _Handler  # defined below the server class, which names it

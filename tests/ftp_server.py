@@ -15,8 +15,10 @@ import hashlib
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
+
+from tests.local_http import LocalHTTPApp
 
 FOLDERS = ("baseline", "updatefiles")
 
@@ -54,7 +56,7 @@ class Logged:
     status: int = 0
 
 
-class PubmedFtpServer:
+class PubmedFtpServer(LocalHTTPApp):
     def __init__(self, files: dict[str, dict[str, bytes]], prefix: str = "/pubmed/"):
         """``files``: folder (``baseline``, ``updatefiles``) → file name → content. ``.md5`` files are made
         from the content unless ``files`` gives them (to publish a wrong or malformed checksum)."""
@@ -69,23 +71,6 @@ class PubmedFtpServer:
         self.faults: list[Fault] = []
         self.log: list[Logged] = []
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"app": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def stop(self) -> None:
-        assert self._httpd is not None
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}{self.prefix}"
 
     def requests(self, path: str) -> list[Logged]:
         with self._lock:
@@ -169,3 +154,6 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up
         self.close_connection = True
+
+
+PubmedFtpServer.handler = _Handler  # defined below the server class, which names it
