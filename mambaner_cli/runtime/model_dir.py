@@ -209,8 +209,9 @@ def pack(source: Path, out: Path) -> dict[str, int]:
     weights before and after. The model card, metrics, training arguments and lexicon are copied as they
     are (not a run's resume checkpoint)."""
     import shutil
+    import tempfile
 
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from mambaner_cli.model.models.language_model import ENCODER_PREFIXES
 
@@ -218,24 +219,32 @@ def pack(source: Path, out: Path) -> dict[str, int]:
     if config["recipe"] not in ("scratch", "pretrain"):
         raise MambanerUsageError(f"{source} is a {config['recipe']} model: only scratch taggers and pretrained "
                                  "encoders are packed.")
-    if out.resolve() == source.resolve() or out.exists():
+    if out.exists():  # the source itself included
         raise MambanerUsageError(f"{out} exists: pack writes a new directory.")
-    state = load_file(str(_required(source / WEIGHTS_FILE)))
+    state = read_safetensors(source / WEIGHTS_FILE)
     encoder = config["recipe"] == "pretrain"
     if encoder:
         state = {name: tensor for name, tensor in state.items() if name.startswith(ENCODER_PREFIXES)}
-    half = {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
-    out.mkdir(parents=True)
-    for name in (CARD_FILE, METRICS_FILE, ARGS_FILE, LEXICON_FILE):  # not a run's resume checkpoint
-        if (source / name).is_file():
-            shutil.copy2(source / name, out / name)
     vocab = read_json(source / VOCAB_FILE)
     if encoder:
         vocab.pop("predicted", None)
         config["prediction_vocabulary_size"] = 0
-    write_json(out / VOCAB_FILE, vocab)
-    write_json(out / CONFIG_FILE, config)
-    save_file({name: tensor.contiguous() for name, tensor in half.items()}, str(out / WEIGHTS_FILE))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written beside its final name and renamed when complete: an interrupted pack leaves no half model
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        for name in (CARD_FILE, METRICS_FILE, ARGS_FILE, LEXICON_FILE):  # not a run's resume checkpoint
+            if (source / name).is_file():
+                shutil.copy2(source / name, work / name)
+        write_json(work / VOCAB_FILE, vocab)
+        write_json(work / CONFIG_FILE, config)
+        save_file({name: tensor.half().contiguous() if tensor.is_floating_point() else tensor.contiguous()
+                   for name, tensor in state.items()}, str(work / WEIGHTS_FILE))
+        work.chmod(0o755)  # mkdtemp makes it private
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return {"before": (source / WEIGHTS_FILE).stat().st_size, "after": (out / WEIGHTS_FILE).stat().st_size}
 
 
