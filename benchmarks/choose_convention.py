@@ -17,6 +17,12 @@ from mambaner_cli.runtime.load import load_tagger
 from mambaner_cli.runtime.model_dir import model_conventions
 
 
+def f1(tagger, part: list, types: tuple[str, ...]) -> float:
+    """Strict F1 of ``tagger`` on ``part``, gold and predictions both limited to ``types``."""
+    predicted = [only_types(tags, types) for tags, _ in tagger.tag([tokens for tokens, _ in part], 64)]
+    return entity_scores([only_types(tags, types) for _, tags in part], predicted)["f1"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -31,14 +37,9 @@ def main() -> None:
     results = {}
     for convention in args.conventions:
         tagger = load_tagger(args.model, device="cpu", convention=convention)
-
-        def f1(part, types) -> float:
-            predicted = [only_types(tags, types) for tags, _ in tagger.tag([tokens for tokens, _ in part], 64)]
-            return entity_scores([only_types(tags, types) for _, tags in part], predicted)["f1"]
-
-        per_corpus = {name: f1(part, corpus(name).annotates) for name, part in data.items()}
+        per_corpus = {name: f1(tagger, part, corpus(name).annotates) for name, part in data.items()}
         results[convention] = {"macro": sum(per_corpus.values()) / len(per_corpus), "per_corpus": per_corpus,
-                               "disease": {name: f1(part, ("Disease",)) for name, part in disease.items()}}
+                               "disease": {name: f1(tagger, part, ("Disease",)) for name, part in disease.items()}}
         print(convention, json.dumps(results[convention], indent=None), flush=True)
     best = max(results, key=lambda c: results[c]["macro"])
     print(f"highest macro mean of devel F1: {best} ({results[best]['macro']:.2f})")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from mambaner_cli.training.args import ScratchArgs
+from mambaner_cli.training.scratch import keeps_sentence, train_scratch
 
 from mambaner_cli import corpora
 from mambaner_cli.corpora import CORPORA, ENTITY_TYPES, carved_split, document_sentences, gold_documents
@@ -15,8 +17,6 @@ from mambaner_cli.document import Span, make_document
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.metrics import only_types
 from mambaner_cli.model.modules.crf import CRF
-from mambaner_cli.training.args import ScratchArgs
-from mambaner_cli.training.scratch import keeps_sentence, train_scratch
 from tests.test_train import write_conll
 
 pytestmark = pytest.mark.usefixtures("one_thread")

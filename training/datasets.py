@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 
 from mambaner_cli.training.args import TrainingArgs
 
-from mambaner_cli.corpora import Sentence, read_conll, sentences as corpus_sentences
+from mambaner_cli.corpora import Sentence, read_conll
+from mambaner_cli.corpora import sentences as corpus_sentences
 
 
 def load_sentences(names: Sequence[str], split: str, data_dir: str | os.PathLike | None = None

@@ -41,7 +41,13 @@ from mambaner_cli.model.models.language_model import init_from_encoder
 from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.runtime.device import set_threads
 from mambaner_cli.runtime.load import load_tagger
-from mambaner_cli.runtime.model_dir import Encoder, read_encoder, resolve_encoder, write_run_files, write_scratch
+from mambaner_cli.runtime.model_dir import (
+    Encoder,
+    read_encoder,
+    resolve_encoder,
+    write_run_files,
+    write_scratch,
+)
 from mambaner_cli.runtime.tagger import Tagger
 
 __all__ = ["ScratchArgs", "train_scratch", "with_devel_command"]
@@ -129,7 +135,7 @@ def keeps_sentence(sentence: Sentence, index: int, share: float) -> bool:
     the sentences, chosen by a hash of its position (the same ones every run)."""
     if share >= 1.0 or any(tag != "O" for tag in sentence[1]):
         return True
-    digest = hashlib.sha256(f"{index}:{' '.join(sentence[0])}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{index}:{' '.join(sentence[0])}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
