@@ -210,8 +210,8 @@ def test_standard_input_and_pubmed_records_are_refused(tiny_model_dir, tmp_path)
     assert "standard input (-) cannot be tagged into a directory" in run("tag", "-", "-o", f"{out}/", code=2).output
     refused = run("tag", "--pmid", "1", "-o", f"{out}/", "--email", "a@b.c", code=2)
     assert "cannot be tagged into a directory" in refused.output
-    assert "--workers and --overwrite apply to a directory output" in run(
-        "tag", "x.txt", "-o", tmp_path / "x.jsonl", "--workers", 2, code=2).output
+    assert "--overwrite applies to a directory output" in run(
+        "tag", "x.txt", "-o", tmp_path / "x.jsonl", "--overwrite", code=2).output
     assert not out.exists()
 
 

@@ -178,12 +178,15 @@ Examples:
               help="Keep only the mentions of these entity types, comma-separated (e.g. Disease,Chemical); each "
                    "must be a type the model tags. Default: every type the model tags.")
 @click.option("--threads", type=click.IntRange(0), default=0,
-              help="CPU threads for the model (0: one per physical core but one, which reads and writes).")
+              help="CPU threads of each tagging process (0: its share of the physical cores; in a single "
+                   "process, one per physical core but one, which reads and writes).")
 @pubmed_options
 @click.option("--fail-fast", is_flag=True, help="Stop at the first bad input (no output is written).")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Directory output: tag this many input files at once, in as many processes (each gets "
-                   "cores / N threads unless --threads is given).")
+@click.option("--workers", type=click.IntRange(0), default=0,
+              help="Processes that run the model, each with cores / N threads unless --threads is given "
+                   "(0: one per physical core on a CPU, one on a GPU; 1: everything in this process). A "
+                   "file output gets chunks of sentences tagged by all of them, in input order; a directory "
+                   "output, whole input files.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
               help="Directory output: run the inputs in this machine's processes (local, the default) or on "
                    "Ray actors (ray: an embedded local Ray, or the cluster of --ray-address; pip install "
@@ -220,9 +223,9 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
     if is_directory_output(output):
         tag_corpus(options)
         return
-    if workers != 1 or overwrite or engine != "local":
-        raise click.UsageError("--workers and --overwrite apply to a directory output (-o DIR/) only, as do "
-                               "--engine and --ray-address.")
+    if overwrite or engine != "local":
+        raise click.UsageError("--overwrite applies to a directory output (-o DIR/) only, as do --engine and "
+                               "--ray-address.")
     console = stderr_console(quiet)
     with sigterm_raises(), ConsoleObserver(console, quiet) as observer:
         result = run_tag_job(options, observer)

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
-import multiprocessing
 import os
-import signal
 import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from mambaner_cli import __version__, formats
@@ -36,6 +34,7 @@ from mambaner_cli.document import Document
 from mambaner_cli.errors import MambanerUsageError, ReadError
 from mambaner_cli.readers import iter_documents
 from mambaner_cli.runtime import object_store
+from mambaner_cli.runtime.device import tagging_workers, worker_threads
 from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger
 from mambaner_cli.runtime.run import (  # the single-run path, reused
     SilentObserver,
@@ -47,6 +46,7 @@ from mambaner_cli.runtime.run import (  # the single-run path, reused
     check_encoding,
     input_paths,
 )
+from mambaner_cli.runtime.workers import sigterm_unwinds, worker_pool, worker_state, worker_tagger
 from mambaner_cli.writers import WRITERS, atomic_output, check_output
 
 #: The manifest's file name inside the output directory; no output file is ever given this name.
@@ -449,7 +449,8 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
     outputs = {path: _join(directory, name) for path, name in names.items()}
     # the driver's own tagger tags nothing under --workers or Ray, but its label makes the settings
     tagger = _load_tagger(dataclasses.replace(options, threads=1)
-                          if options.workers > 1 or options.engine != "local" else options)
+                          if tagging_workers(options.workers, options.device) > 1 or options.engine != "local"
+                          else options)
     settings = settings_of(options, fmt, tagger.label)
     previous = read_manifest(manifest_path)
     _check_settings(previous.values(), settings, directory, options.overwrite)
@@ -482,7 +483,8 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
 
             results = tag_with_ray(tasks, settings, options, observer)
         else:
-            engine = _tag_in_process if options.workers <= 1 else _tag_in_pool
+            several = tagging_workers(options.workers, options.device) > 1 and len(tasks) > 1
+            engine = _tag_in_pool if several else _tag_in_process
             results = engine(tasks, tagger, settings, options, observer)
         with contextlib.closing(results):  # on any exception, the engine stops its workers at once
             for path, done in results:
@@ -601,73 +603,19 @@ def report_finished_inputs(results: Iterable[TaggedInput], tasks: Sequence[Input
 
 def _tag_in_pool(tasks: Sequence[InputTask], tagger: SentenceTagger, settings: dict[str, Any],
                  options: TagOptions, observer: TagObserver) -> Iterator[tuple[str, TaggedInput]]:
-    """The local engine, ``options.workers`` spawned processes, one whole input per task; each worker
-    loads the model once and gets its share of the cores. Errors and warnings are reported when an input
-    is done. On any exception here (Ctrl-C, SIGTERM, fail-fast) the workers are terminated: SIGTERM makes
-    each one unwind, which removes its temporary output file."""
-    from mambaner_cli.runtime.device import physical_cores
-
-    if not tasks:  # everything was done before: no worker to start
-        return
-    threads = options.threads or max(1, physical_cores() // options.workers)
-    context = _worker_context()
-    pool = context.Pool(min(options.workers, max(1, len(tasks))), initializer=_start_worker,
-                        initargs=(options.model, options.device, options.convention, options.types, threads, settings,
-                                  dict(os.environ)))
-    finished = False
-    try:
+    """The local engine, worker processes (:mod:`.workers`, started from the fork server: an object
+    store's client threads must not be forked), one whole input per task; each worker loads the model once
+    and gets its share of the cores. Errors and warnings are reported when an input is done. On any
+    exception here (Ctrl-C, SIGTERM, fail-fast) the workers get SIGTERM, which unwinds the input each is
+    tagging (its temporary output file is removed)."""
+    count = min(tagging_workers(options.workers, options.device), len(tasks))
+    threads = worker_threads(options.threads, count)
+    load = functools.partial(_load_tagger, dataclasses.replace(options, threads=threads, workers=1))
+    with worker_pool(count, threads, load, state=settings) as pool:
         yield from report_finished_inputs(pool.imap_unordered(_work, tasks), tasks, observer)
-        finished = True
-    finally:
-        if finished:  # every task done: let the workers exit on their own
-            pool.close()
-        else:  # interrupted or failed: SIGTERM each worker, which unwinds the input it is tagging
-            pool.terminate()
-        pool.join()
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Workers are forked from a fork server that has imported torch and the tagger's modules once (a
-    fresh interpreter each, as 'spawn' makes, pays that import per worker: seconds each), never from this
-    process itself, whose threads a plain fork would copy mid-flight. 'spawn' where there is no fork server
-    (Windows)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "mambaner_cli.runtime.corpus", "mambaner_cli.runtime.load"])
-    return context
-
-
-# the worker process's state: its tagger and the run's settings, set once by _start_worker
-_worker: dict[str, Any] = {}
-
-
-def _start_worker(model: str | None, device: str, convention: str | None, types: tuple[str, ...], threads: int,
-                  settings: dict[str, Any], environment: dict[str, str]) -> None:
-    """A pool worker's start: Ctrl-C is the parent's to handle (it terminates the pool), the environment
-    is the parent's, and the model is loaded once.
-
-    The fork server is started by a process's first pool and keeps the environment of then; a worker
-    forked from it takes the parent's environment of now (an object store's credentials and endpoint set
-    since, in a notebook or a test)."""
-    os.environ.clear()
-    os.environ.update(environment)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker["tagger"] = _load_tagger(TagOptions(output="-", model=model, device=device, convention=convention,
-                                                types=types, threads=threads))
-    _worker["settings"] = settings
-
-
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise SystemExit(128 + signum)
 
 
 def _work(task: InputTask) -> TaggedInput:
-    """A pool worker's task: one input with the worker's tagger. While it runs, SIGTERM unwinds the task
-    (so the temporary output file is removed); between tasks it ends the idle worker at once."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        return tag_input(task, _worker["tagger"], _worker["settings"])
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """A pool worker's task: one input with the worker's tagger; SIGTERM unwinds it."""
+    with sigterm_unwinds():
+        return tag_input(task, worker_tagger(), worker_state())

@@ -1,6 +1,7 @@
-"""Where a model runs: the device, and how many CPU threads torch uses. ``--threads N`` means N threads for
-every command; 0 means one per physical core (evaluate, train) or one per physical core but one (tag, whose
-reading thread runs beside the model: :func:`tagging_threads`).
+"""Where a model runs: the device, how many processes tag and how many CPU threads torch uses. ``--threads N``
+means N threads (per process) for every command; 0 means one per physical core (evaluate, train), one per
+physical core but one (tag in one process, whose reading thread runs beside the model:
+:func:`tagging_threads`), or the process's share of the cores (tag with workers: :func:`worker_threads`).
 
 torch is imported inside the functions: :func:`use_threads` must set OMP_WAIT_POLICY before torch loads.
 """
@@ -67,10 +68,32 @@ def tagging_threads(threads: int = 0) -> int:
     return threads or max(1, physical_cores() - 1)
 
 
+def tagging_workers(workers: int = 0, device: str = "auto") -> int:
+    """Processes that tag for `mambaner tag` (runtime/workers.py): ``workers``, or 0 for one per physical
+    core on the CPU, each with one torch thread (on this project's 2-core machine two single-threaded
+    processes beat one process with any thread count: README, Performance) — and one on a GPU, which a
+    single process keeps busy."""
+    if workers:
+        return workers
+    sleeping_threads()  # before torch loads, which pick_device may be the first to do
+    return 1 if pick_device(device).type != "cpu" else physical_cores()
+
+
+def worker_threads(threads: int, workers: int) -> int:
+    """Torch threads of each of ``workers`` tagging processes: ``threads``, or 0 for an even share of the
+    physical cores (at least one)."""
+    return threads or max(1, physical_cores() // workers)
+
+
 def use_threads(threads: int = 0) -> int:
     """The thread policy of every command: :func:`set_threads`, and idle OpenMP threads that sleep instead of
     spinning. OMP_WAIT_POLICY is read when torch loads, so call this before torch is imported; with the CPU
     shared, spinning threads made tagging ~50x slower (benchmarks/benchmark.py). A user's own
     OMP_WAIT_POLICY wins."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sleeping_threads()
     return set_threads(threads)
+
+
+def sleeping_threads() -> None:
+    """Idle OpenMP threads sleep instead of spinning (see :func:`use_threads`); before torch loads."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

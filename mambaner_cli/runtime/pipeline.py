@@ -10,8 +10,10 @@ model. Read errors pass through to the summary; they never stop the other docume
 
 from __future__ import annotations
 
+import multiprocessing.pool
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from queue import Full, Queue
@@ -19,8 +21,9 @@ from typing import TypeVar
 
 from mambaner_cli.document import Document
 from mambaner_cli.errors import ReadError
-from mambaner_cli.runtime.sentence_tagger import SentenceTagger
+from mambaner_cli.runtime.sentence_tagger import SentenceTagger, TaggedSentence
 from mambaner_cli.runtime.spans import spans_from_tags
+from mambaner_cli.runtime.workers import SentenceWorkers
 from mambaner_cli.text.sentences import segment_document
 
 T = TypeVar("T")
@@ -62,9 +65,20 @@ def tag_chunk(documents: list[Document], tagger: SentenceTagger, batch_size: int
 
 def tag_segmented(documents: list[Document], tagger: SentenceTagger, batch_size: int) -> None:
     """Tag documents already cut into sentences (:func:`segment_document`), in place."""
+    tokens = sentence_tokens(documents)
+    apply_tags(documents, tagger.tag(tokens, batch_size=batch_size))
+
+
+def sentence_tokens(documents: list[Document]) -> list[list[str]]:
+    """The token texts of every sentence with tokens, in document order: what a tagger reads."""
+    return [[token.text for token in s.tokens] for doc in documents for s in doc.sentences if s.tokens]
+
+
+def apply_tags(documents: list[Document], tagged: list[TaggedSentence]) -> None:
+    """Put the tags of :func:`sentence_tokens`' sentences (in its order) on them and build each passage's
+    annotations, in place."""
     sentences = [sentence for doc in documents for sentence in doc.sentences if sentence.tokens]
-    tagged = tagger.tag([[token.text for token in s.tokens] for s in sentences], batch_size=batch_size)
-    for sentence, (tags, _) in zip(sentences, tagged):
+    for sentence, (tags, _) in zip(sentences, tagged, strict=True):
         sentence.tags = tags
     scores = {id(s): sc for s, (_, sc) in zip(sentences, tagged)}
     for doc in documents:
@@ -150,16 +164,32 @@ def tag_documents(items: Iterable[Document | ReadError], tagger: SentenceTagger,
                   on_error: Callable[[ReadError], None] | None = None,
                   on_warning: Callable[[ReadError], None] | None = None,
                   on_progress: Callable[[RunSummary], None] | None = None,
-                  prefetch: int = 2) -> Iterator[Document]:
+                  prefetch: int = 2, workers: SentenceWorkers | None = None) -> Iterator[Document]:
     """Tag a stream of documents; read errors go to ``summary.errors`` (and ``on_error``) as they come,
     warnings (``ReadError.warning``: a problem that cost no document) to ``summary.warnings`` (``on_warning``).
 
     With ``prefetch`` > 0, reading and sentence splitting run in a background thread up to that many
-    chunks ahead of the model; 0 does everything in the calling thread. The output is the same.
+    chunks ahead of the model; 0 does everything in the calling thread. With ``workers`` (processes that
+    hold the same tagger: :mod:`.workers`), chunks are tagged there, two per worker in flight, while
+    this process reads, splits, builds spans and writes; documents still come out in input order. The
+    output is the same either way: the chunks, and so the batches, are the same.
     """
     chunks = segmented_chunks(items, chunk_sentences)
     if prefetch:
         chunks = in_background(chunks, prefetch)
+    in_flight: deque[tuple[list[Document], multiprocessing.pool.AsyncResult]] = deque()
+
+    def finish(documents: list[Document], tagged: list[TaggedSentence]) -> Iterator[Document]:
+        apply_tags(documents, tagged)
+        for doc in documents:
+            summary.documents += 1
+            summary.sentences += len(doc.sentences)
+            summary.tokens += sum(len(s.tokens) for s in doc.sentences)
+            summary.mentions += len(doc.annotations)
+            yield doc
+        if on_progress:
+            on_progress(summary)
+
     for item in chunks:
         if isinstance(item, ReadError):
             if item.warning:  # the document itself comes through: nothing is lost
@@ -171,12 +201,13 @@ def tag_documents(items: Iterable[Document | ReadError], tagger: SentenceTagger,
             if on_error:
                 on_error(item)
             continue
-        tag_segmented(item, tagger, batch_size)
-        for doc in item:
-            summary.documents += 1
-            summary.sentences += len(doc.sentences)
-            summary.tokens += sum(len(s.tokens) for s in doc.sentences)
-            summary.mentions += len(doc.annotations)
-            yield doc
-        if on_progress:
-            on_progress(summary)
+        if workers is None:
+            yield from finish(item, tagger.tag(sentence_tokens(item), batch_size=batch_size))
+            continue
+        in_flight.append((item, workers.submit(sentence_tokens(item), batch_size)))
+        while in_flight and (len(in_flight) > workers.depth or in_flight[0][1].ready()):
+            documents, result = in_flight.popleft()
+            yield from finish(documents, result.get())
+    while in_flight:
+        documents, result = in_flight.popleft()
+        yield from finish(documents, result.get())

@@ -9,6 +9,8 @@ sources chained into the same run, so there is one path whatever the documents c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,6 +26,7 @@ from mambaner_cli.readers import expand_inputs, iter_documents
 from mambaner_cli.readers.text import check_decoding
 from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger, tag_documents, tagger_types
 from mambaner_cli.runtime.sentence_tagger import TaggedSentence
+from mambaner_cli.runtime.workers import SentenceWorkers, worker_pool
 from mambaner_cli.writers import check_output, open_writer, output_format, output_target
 
 
@@ -62,8 +65,9 @@ class TagOptions:
     encoding_errors: str = "strict"  # strict: an undecodable input (or line, with lines) is an error
     quiet: bool = False  # for the caller's observer: no progress or summary (the job itself prints nothing)
     pubmed: PubmedOptions = field(default_factory=PubmedOptions)  # records to fetch after the files
-    # directory outputs only (runtime/corpus.py): worker processes, and re-tag inputs already done
-    workers: int = 1
+    # processes that tag (runtime/workers.py); 0: one per physical core on a CPU (device.tagging_workers)
+    workers: int = 0
+    # directory outputs only (runtime/corpus.py): re-tag inputs already done
     overwrite: bool = False
     # directory outputs only: "local" (this machine's processes) or "ray" (runtime/ray_engine.py), and the
     # Ray cluster to join (None: an embedded local Ray, started and stopped by the run)
@@ -153,16 +157,18 @@ def run_tag_job(options: TagOptions, observer: TagObserver | None = None) -> Tag
         return summary.documents > 0 or not problems
 
     with contextlib.ExitStack() as stack:
+        tagger = _load_tagger(options, parent_of_workers=True)
+        # before the progress display's and the reader's threads start (workers may be forked from here)
+        workers = stack.enter_context(sentence_workers(options, tagger))
         if pubmed is not None:
             on_fetch_progress = stack.enter_context(observer.fetching(len(pubmed.pmids)))
             sources.append(pubmed.documents(on_progress=on_fetch_progress))
-        tagger = _load_tagger(options)
         with observer.tagging() as on_progress:
             summary, replaced = _tag_into(itertools.chain.from_iterable(sources), tagger, options.output, fmt,
                                           batch_size=options.batch_size, fail_fast=options.fail_fast,
                                           on_error=observer.error, on_progress=on_progress,
                                           on_warning=lambda warning: observer.warning(str(warning)),
-                                          replace_output=replace_output)
+                                          replace_output=replace_output, workers=workers)
     return TagResult(summary, tagger.label, problems, output_kept=not replaced)
 
 
@@ -222,13 +228,35 @@ def _same_file(path: str, output: str) -> bool:
         return os.path.realpath(path) == os.path.realpath(output)
 
 
-def _load_tagger(options: TagOptions) -> SentenceTagger:
+@contextlib.contextmanager
+def sentence_workers(options: TagOptions, tagger: SentenceTagger) -> Iterator[SentenceWorkers | None]:
+    """The worker processes of a one-output run (``options.workers``; see :mod:`.workers`), each with its
+    share of the cores, for the length of a block; None when one process tags (``workers`` resolves to 1).
+    Forked with ``tagger`` where that is safe, else each loads the same model with the same options."""
+    from mambaner_cli.runtime.device import tagging_workers, worker_threads
+
+    count = tagging_workers(options.workers, options.device)
+    if count <= 1:
+        yield None
+        return
+    threads = worker_threads(options.threads, count)
+    load = functools.partial(_load_tagger, dataclasses.replace(options, threads=threads, workers=1))
+    with worker_pool(count, threads, load, tagger=tagger, device=options.device) as pool:
+        yield SentenceWorkers(pool, count)
+
+
+def _load_tagger(options: TagOptions, parent_of_workers: bool = False) -> SentenceTagger:
     """The model, with the thread policy set first (OMP_WAIT_POLICY is read when torch loads); with
     ``options.types``, wrapped so that it tags only those types. Every run loads its model here, before it
-    reads any input, so a wrong type is a usage error before anything is read or written."""
-    from mambaner_cli.runtime.device import tagging_threads, use_threads
+    reads any input, so a wrong type is a usage error before anything is read or written.
 
-    use_threads(tagging_threads(options.threads))
+    ``parent_of_workers``: when ``options.workers`` resolves to more than one process, this one tags
+    nothing (its workers do, forked from it or loading their own copy) and keeps one torch thread: a
+    process whose OpenMP has started a thread team must not fork workers that use OpenMP."""
+    from mambaner_cli.runtime.device import tagging_threads, tagging_workers, use_threads
+
+    several = parent_of_workers and tagging_workers(options.workers, options.device) > 1
+    use_threads(1 if several else tagging_threads(options.threads))
     from mambaner_cli.runtime.load import load_tagger
 
     tagger = load_tagger(options.model, device=options.device, convention=options.convention)
@@ -303,7 +331,7 @@ def _tag_into(items: Iterable[Document | ReadError], tagger: SentenceTagger, out
               on_progress: Callable[[RunSummary], None] | None,
               on_warning: Callable[[ReadError], None] | None = None,
               replace_output: Callable[[RunSummary], bool],
-              empty_if_new: bool = True) -> tuple[RunSummary, bool]:
+              empty_if_new: bool = True, workers: SentenceWorkers | None = None) -> tuple[RunSummary, bool]:
     """:func:`tag_to_file`, which also says whether the output was put in place: ``replace_output`` gets
     the final summary and may refuse it, which keeps an existing regular file untouched (a new path
     still gets its valid, empty output unless ``empty_if_new`` is False, as a corpus run wants for an input
@@ -320,7 +348,7 @@ def _tag_into(items: Iterable[Document | ReadError], tagger: SentenceTagger, out
     try:
         with open_writer(output, fmt, model=tagger.label) as writer:
             for doc in tag_documents(items, tagger, summary, batch_size=batch_size, on_error=handle_error,
-                                     on_progress=on_progress, on_warning=on_warning):
+                                     on_progress=on_progress, on_warning=on_warning, workers=workers):
                 writer.write(doc)
             if not replace_output(summary) and (previous or not empty_if_new):
                 raise _KeepPrevious

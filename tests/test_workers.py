@@ -1,0 +1,156 @@
+"""Worker processes for a one-output run (runtime/workers.py, issue 18): chunks of sentences tagged in other
+processes, written in input order, the same bytes as one process; forked where safe, else from the fork
+server. Inputs are generated here; the model is the tiny seeded one."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from mambaner_cli.cli import cli
+from mambaner_cli.document import Document, Passage
+from mambaner_cli.runtime import workers
+from mambaner_cli.runtime.run import SilentObserver, TagOptions, _tag_into, run_tag_job
+from mambaner_cli.runtime.sentence_tagger import TaggedSentence
+from mambaner_cli.runtime.workers import SentenceWorkers, worker_pool
+
+SENTENCES = ("Patient {i} was treated for cystic fibrosis and gout.", "Asthma was ruled out in case {i}.",
+             "The cancer of subject {i} had spread; diabetes mellitus type {j} was stable.")
+
+
+def write_inputs(folder: Path, documents: int) -> list[Path]:
+    """Two plain-text files of ``documents`` lines each (one document a line, for --lines), long enough
+    together to fill several chunks of 512 sentences."""
+    paths = []
+    for part in range(2):
+        lines = [" ".join(s.format(i=f"{part}-{i}", j=i % 3) for s in SENTENCES) for i in range(documents)]
+        path = folder / f"notes{part}.txt"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def tag(*args: object, code: int = 0) -> str:
+    result = CliRunner().invoke(cli, ["tag", *(str(arg) for arg in args)], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "conll"])
+def test_two_workers_write_the_bytes_one_process_writes(tiny_model_dir, tmp_path, fmt):
+    inputs = write_inputs(tmp_path, 400)  # 2,400 sentences: five chunks
+    one, two = tmp_path / f"one.{fmt}", tmp_path / f"two.{fmt}"
+    tag(*inputs, "--lines", "-o", one, "--model", tiny_model_dir, "--workers", 1, "-q")
+    tag(*inputs, "--lines", "-o", two, "--model", tiny_model_dir, "--workers", 2, "-q")
+    if fmt == "parquet":  # its metadata holds the writing time: compare the tables
+        assert pq.read_table(one).equals(pq.read_table(two))
+        assert pq.read_table(two).num_rows >= 800
+    else:
+        assert one.read_bytes() == two.read_bytes()
+
+
+def test_a_bad_input_among_good_ones_costs_only_itself_with_workers(tiny_model_dir, tmp_path):
+    inputs = write_inputs(tmp_path, 300)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"caf\xe9 au lait\n")  # not UTF-8
+    out = tmp_path / "out.jsonl"
+    said = tag(inputs[0], bad, inputs[1], "--lines", "-o", out, "--model", tiny_model_dir, "--workers", 2, code=1)
+    assert "bad.txt" in said
+    ids = [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert ids == [f"notes0:{i}" for i in range(1, 301)] + [f"notes1:{i}" for i in range(1, 301)]
+
+
+class ProcessMarkingTagger:
+    """A SentenceTagger that tags every token B-Disease when it runs in another process than ``parent``
+    and O in the parent: the output shows where each chunk was tagged."""
+
+    name, convention, labels, num_parameters = "marker", None, ["O", "B-Disease"], 0
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[TaggedSentence]:
+        tag = "O" if os.getpid() == self.parent else "B-Disease"
+        return [([tag] * len(tokens), [1.0] * len(tokens)) for tokens in sentences]
+
+
+def marker_in_worker() -> ProcessMarkingTagger:  # the fork server's workers load this one
+    return ProcessMarkingTagger(parent=-1)
+
+
+def documents(count: int) -> list[Document]:
+    return [Document(id=str(i), passages=[Passage(type="text", offset=0,
+                                                  text=" ".join(s.format(i=i, j=1) for s in SENTENCES))])
+            for i in range(count)]
+
+
+@pytest.mark.parametrize("start", ["fork", "fork server"])
+def test_every_chunk_is_tagged_in_a_worker_and_comes_back_in_order(tmp_path, start):
+    tagger = ProcessMarkingTagger(parent=os.getpid())
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # a live thread makes forking unsafe: the fork server starts them
+    if start == "fork server":
+        other.start()
+    try:
+        assert workers.can_fork("cpu") == (start == "fork")
+        out = tmp_path / "out.jsonl"
+        with worker_pool(2, 1, marker_in_worker, tagger=tagger, device="cpu") as pool:
+            summary, written = _tag_into(iter(documents(600)), tagger, str(out), "jsonl", batch_size=32,
+                                         fail_fast=False, on_error=None, on_progress=None,
+                                         replace_output=lambda summary: True, workers=SentenceWorkers(pool, 2))
+    finally:
+        stop.set()
+        if other.is_alive():
+            other.join()
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert written and summary.documents == 600
+    assert [record["id"] for record in records] == [str(i) for i in range(600)]
+    # every token of every document was tagged B-Disease, i.e. in a worker, never in this process
+    assert all(record["mentions"] and all(a["label"] == "Disease" for a in record["mentions"])
+               for record in records)
+    assert summary.mentions == sum(len(record["mentions"]) for record in records)
+
+
+def test_the_workers_resolve_from_the_cores_and_the_device(monkeypatch):
+    from mambaner_cli.runtime import device
+
+    monkeypatch.setattr(device, "physical_cores", lambda: 4)
+    assert device.tagging_workers(0, "cpu") == 4 and device.tagging_workers(3, "cpu") == 3
+    assert device.worker_threads(0, 4) == 1 and device.worker_threads(0, 2) == 2 and device.worker_threads(3, 2) == 3
+    monkeypatch.setattr(device, "pick_device", lambda name: type("D", (), {"type": "cuda"})())
+    assert device.tagging_workers(0, "auto") == 1  # a GPU is kept busy by one process
+
+
+def test_a_library_run_with_workers_tags_what_one_process_tags(tiny_model_dir, tmp_path):
+    inputs = write_inputs(tmp_path, 200)
+    results = {}
+    for count in (1, 2):
+        out = tmp_path / f"out{count}.jsonl"
+        options = TagOptions(output=str(out), inputs=tuple(map(str, inputs)), lines=True, model=str(tiny_model_dir),
+                             workers=count)
+        result = run_tag_job(options, SilentObserver())
+        assert result.summary.documents == 400 and not result.problems
+        results[count] = out.read_bytes()
+    assert results[1] == results[2]
+
+
+def test_workers_stop_with_the_block(tmp_path):
+    tagger = ProcessMarkingTagger(parent=os.getpid())
+    load = functools.partial(ProcessMarkingTagger, -1)
+    with pytest.raises(KeyboardInterrupt), worker_pool(2, 1, load, tagger=tagger, device="cpu") as pool:
+        children = list(pool._pool)  # the processes (private), to see that they are gone afterwards
+        assert all(process.is_alive() for process in children)
+        raise KeyboardInterrupt
+    assert not any(process.is_alive() for process in children)
