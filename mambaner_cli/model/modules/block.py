@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mambaner_cli.model.ops.conv import causal_depthwise_conv, infer_conv_silu
+from mambaner_cli.model.ops.matmul import BFloat16Weights, linear_bfloat16, use_bfloat16
 from mambaner_cli.model.ops.scan import (
     infer_scan,
     mamba_ssm_available,
@@ -136,6 +137,13 @@ def _conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 class Mixer(nn.Module):
     """The selective-SSM mixer of one Mamba block (Gu & Dao 2023, Algorithm 2 and figure 3)."""
 
+    # The projections ``infer`` multiplies in bfloat16 when $MAMBANER_MATMUL asks (ops/matmul.py): those
+    # where it pays, measured on one thread at the shipped shape (h 128, d 256, 800 positions; two runs of
+    # benchmarks/bench_matmul.py): in_proj 1.0-1.5 → 0.57-0.6 ms, out_proj 0.5-0.9 → 0.3-0.4 ms, x_proj
+    # 0.2-0.32 → 0.16-0.23 ms; not dt_proj (r = 8 inputs: 0.05-0.11 → 0.06-0.12 ms, the casts cost
+    # more than the product saves).
+    BFLOAT16_PROJECTIONS = ("in_proj", "x_proj", "out_proj")
+
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
         h, d, n, r = config.hidden_size, config.intermediate_size, config.state_size, config.rank
@@ -149,6 +157,7 @@ class Mixer(nn.Module):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))  # d n
         self.D = nn.Parameter(torch.ones(d))
         self.out_proj = nn.Linear(d, h, bias=config.use_bias)
+        self._bf16_weights = BFloat16Weights()  # infer's bfloat16 copies: a plain attribute, not state
 
     @torch.no_grad()
     def reset_parameters(self, config: BackboneConfig) -> None:
@@ -180,16 +189,29 @@ class Mixer(nn.Module):
         if config.rescale_prenorm_residual:
             self.out_proj.weight /= math.sqrt(config.num_layers)
 
-    def _scan_inputs(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, conv_silu: Callable
-                     ) -> tuple[torch.Tensor, ...]:
+    def _project(self, name: str, x: torch.Tensor, bfloat16: bool = False) -> torch.Tensor:
+        """``self.<name>(x)``; with ``bfloat16`` (``infer`` only) and a projection of
+        ``BFLOAT16_PROJECTIONS``, the product in bfloat16 (ops/matmul.py). Only a plain float32 nn.Linear:
+        reading a LoRA-wrapped projection's weight would skip its adapter."""
+        linear = getattr(self, name)
+        if bfloat16 and name in self.BFLOAT16_PROJECTIONS and type(linear) is nn.Linear \
+                and linear.weight.dtype == torch.float32:
+            # setdefault: a Mixer unpickled from before the cache existed has none yet
+            weights = self.__dict__.setdefault("_bf16_weights", BFloat16Weights())
+            return linear_bfloat16(x, weights.get(name, linear.weight), linear.bias)
+        return linear(x)
+
+    def _scan_inputs(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None,
+                     conv_silu: Callable, bfloat16: bool = False) -> tuple[torch.Tensor, ...]:
         """Projections and convolution before the scan, in either layout (positions and batch first or
         second; ``conv_silu(x, weight, bias, mask)``, silu(conv) with padding zeroed, matches the layout):
-        x, gate, time_step, B, C, A."""
+        x, gate, time_step, B, C, A. ``bfloat16``: see ``_project``."""
         n, rank = self.ssm_state_size, self.time_step_rank
         hidden_states = mask_padding(hidden_states, attention_mask)  # b l h | l b h
-        x, gate = self.in_proj(hidden_states).chunk(2, dim=-1)  # b l d, b l d
+        x, gate = self._project("in_proj", hidden_states, bfloat16).chunk(2, dim=-1)  # b l d, b l d
         x = conv_silu(x, self.conv1d.weight, self.conv1d.bias, attention_mask)  # b l d
-        time_step, B, C = torch.split(self.x_proj(x), [rank, n, n], dim=-1)  # b l r, b l n, b l n
+        projected = self._project("x_proj", x, bfloat16)  # b l r+2n
+        time_step, B, C = torch.split(projected, [rank, n, n], dim=-1)  # b l r, b l n, b l n
         A = -torch.exp(self.A_log.float())  # d n
         return x, gate, time_step, B, C, A
 
@@ -232,12 +254,16 @@ class Mixer(nn.Module):
     def infer(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``forward``'s CPU path without autograd, time-major: [l, b, h] → [l, b, h], attention_mask [l, b]
         or None. The same operations in the same order, so the same numbers; with $MAMBANER_KERNELS=numba,
-        numba's kernels, which agree within float32 rounding (tests/test_scan.py, tests/test_block.py)."""
+        numba's kernels, which agree within float32 rounding (tests/test_scan.py, tests/test_block.py).
+        With $MAMBANER_MATMUL=bfloat16 (or auto on a CPU with native bfloat16), the projections of
+        ``BFLOAT16_PROJECTIONS`` multiply in bfloat16 (ops/matmul.py): close to, not equal to, float32."""
         dtype = hidden_states.dtype
-        x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask, infer_conv_silu)
-        delta = F.softplus(self.dt_proj(time_step).float())  # l b d    Δ = softplus(W t + bias)
+        bfloat16 = use_bfloat16(hidden_states)
+        x, gate, time_step, B, C, A = self._scan_inputs(hidden_states, attention_mask, infer_conv_silu, bfloat16)
+        delta = F.softplus(self._project("dt_proj", time_step, bfloat16).float())  # l b d    Δ = softplus(Wt + b)
         # The scan with _scan_output's skip and gate (one pass in the numba kernel: ops/numba_infer.py).
-        return self.out_proj(infer_scan(x, delta, A, B, C, self.D, gate).to(dtype))  # l b h
+        y = infer_scan(x, delta, A, B, C, self.D, gate).to(dtype)  # l b d
+        return self._project("out_proj", y, bfloat16)  # l b h
 
 
 class Block(nn.Module):
