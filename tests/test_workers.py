@@ -154,3 +154,12 @@ def test_workers_stop_with_the_block(tmp_path):
         assert all(process.is_alive() for process in children)
         raise KeyboardInterrupt
     assert not any(process.is_alive() for process in children)
+
+
+@pytest.mark.parametrize("variable", ["MAMBANER_KERNELS", "MAMBANER_MATMUL"])
+def test_an_unknown_kernel_setting_is_a_usage_error_before_anything_is_read(tiny_model_dir, tmp_path, monkeypatch,
+                                                                             variable):
+    monkeypatch.setenv(variable, "fastest")
+    out = tmp_path / "out.jsonl"
+    said = tag("-", "-o", out, "--model", tiny_model_dir, code=2)
+    assert f"${variable} is 'fastest'" in " ".join(said.split()) and not out.exists()

@@ -259,10 +259,28 @@ def _load_tagger(options: TagOptions, parent_of_workers: bool = False) -> Senten
     use_threads(1 if several else tagging_threads(options.threads))
     from mambaner_cli.runtime.load import load_tagger
 
+    check_inference_settings()
     tagger = load_tagger(options.model, device=options.device, convention=options.convention)
     if options.types:
         tagger = TypeFilter(tagger, select_types(options.types, tagger))
     return tagger
+
+
+def check_inference_settings() -> None:
+    """$MAMBANER_KERNELS and $MAMBANER_MATMUL (model/ops: read at every batch), checked before any input is
+    read: an unknown value, or numba asked for but not installed, is a usage error here instead of a
+    traceback at the first batch."""
+    import torch
+
+    from mambaner_cli.model.ops.matmul import use_bfloat16
+    from mambaner_cli.model.ops.numba_infer import use_numba
+
+    probe = torch.zeros(1, 1, 1)
+    try:
+        use_numba(probe)
+        use_bfloat16(probe)
+    except RuntimeError as error:
+        raise MambanerUsageError(str(error)) from None
 
 
 def select_types(requested: Sequence[str], tagger: SentenceTagger) -> tuple[str, ...]:
