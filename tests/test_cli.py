@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from lxml import etree
 
 from mambaner_cli.cli import cli
+from mambaner_cli.corpora import ENTITY_TYPES
 from mambaner_cli.document import make_document
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.formats import INPUT_FORMATS, OUTPUT_FORMATS
@@ -114,13 +115,16 @@ def test_default_model_tags_examples(tmp_path):
     assert {row["doc_id"] for row in table} == {"90000001", "90000002", "90000003", "clinical_note"}
     mentions = [row for row in table if row["text"] is not None]
     assert any("Wilson disease" in row["text"] for row in mentions)  # the trained model finds mentions
-    for row in mentions:
-        assert row["label"] == "Disease" and 0 < row["score"] <= 1
-    # the shipped default tags by the convention its README documents, and says so in the output
-    assert {row["model"] for row in table} == {"default (bc5cdr-disease convention)"}
+    # the default tags several entity types in one pass (the examples name diseases, a gene and a drug)
+    assert {"Disease", "Gene", "Chemical"} <= {row["label"] for row in mentions} <= set(ENTITY_TYPES)
+    assert all(0 < row["score"] <= 1 for row in mentions)
+    assert {row["model"] for row in table} == {"default"}
+    # the disease-only model tags by the convention its README documents, and says so in the output
     ncbi = tmp_path / "ncbi.parquet"
-    run("tag", *sorted(EXAMPLES.iterdir()), "-o", ncbi, "-q", "--convention", "ncbi")
-    assert {row["model"] for row in pq.read_table(ncbi).to_pylist()} == {"default (ncbi convention)"}
+    run("tag", *sorted(EXAMPLES.iterdir()), "-o", ncbi, "-q", "--model", "disease", "--convention", "ncbi")
+    disease = pq.read_table(ncbi).to_pylist()
+    assert {row["model"] for row in disease} == {"disease (ncbi convention)"}
+    assert {row["label"] for row in disease if row["text"] is not None} == {"Disease"}
 
 
 def test_tag_all_formats(tiny_model_dir, tmp_path):
@@ -194,8 +198,11 @@ def test_unknown_model_and_output_format(tmp_path):
     result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.jsonl", "--model",
                  tmp_path / "nowhere", code=2)  # a usage error
     assert "nowhere" in result.stderr
-    result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.jsonl", "--convention", "nope", code=2)
+    result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.jsonl", "--model", "disease",
+                 "--convention", "nope", code=2)
     assert "has no convention 'nope'" in result.stderr
+    result = run("tag", EXAMPLES / "clinical_note.txt", "-o", tmp_path / "x.jsonl", "--convention", "ncbi", code=2)
+    assert "has no annotation conventions (--convention ncbi)" in result.stderr  # the default has none
 
 
 def test_help_names_output_extensions_shipped_models_and_the_data_fallback():

@@ -131,8 +131,9 @@ def test_a_missing_input_on_the_store_is_recorded_as_failed(s3, bucket, tiny_mod
 
 def test_an_output_that_cannot_be_uploaded_fails_its_input_and_a_rerun_tags_it(s3, bucket, tiny_model_dir,
                                                                                tmp_path, monkeypatch):
+    # --workers 1: the refusal below is patched into this process only
     args = tag_args(tiny_model_dir, f"s3://{bucket}/pubmed/a.txt", f"s3://{bucket}/pubmed/b.txt", "-o",
-                    f"s3://{bucket}/tagged/", "--format", "jsonl", "--lines")
+                    f"s3://{bucket}/tagged/", "--format", "jsonl", "--lines", "--workers", 1)
     real = object_store.upload
 
     def refuse_a(local: str, uri: str) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +23,8 @@ from mambaner_cli.runtime import workers
 from mambaner_cli.runtime.run import SilentObserver, TagOptions, _tag_into, run_tag_job
 from mambaner_cli.runtime.sentence_tagger import TaggedSentence
 from mambaner_cli.runtime.workers import SentenceWorkers, worker_pool
+
+REPO = Path(__file__).resolve().parent.parent
 
 SENTENCES = ("Patient {i} was treated for cystic fibrosis and gout.", "Asthma was ruled out in case {i}.",
              "The cancer of subject {i} had spread; diabetes mellitus type {j} was stable.")
@@ -96,8 +100,11 @@ def documents(count: int) -> list[Document]:
             for i in range(count)]
 
 
-@pytest.mark.parametrize("start", ["fork", "fork server"])
-def test_every_chunk_is_tagged_in_a_worker_and_comes_back_in_order(tmp_path, start):
+def tag_in_workers(out: Path, start: str) -> None:
+    """600 documents through two workers started by ``start`` with a :class:`ProcessMarkingTagger`; checks
+    that every chunk was tagged in a worker and came back in order. Fork is only safe (and only chosen) in
+    a process without other threads, which a long test session is not: that case runs in a fresh
+    interpreter (``python -m tests.test_workers``)."""
     tagger = ProcessMarkingTagger(parent=os.getpid())
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)  # a live thread makes forking unsafe: the fork server starts them
@@ -105,7 +112,6 @@ def test_every_chunk_is_tagged_in_a_worker_and_comes_back_in_order(tmp_path, sta
         other.start()
     try:
         assert workers.can_fork("cpu") == (start == "fork")
-        out = tmp_path / "out.jsonl"
         with worker_pool(2, 1, marker_in_worker, tagger=tagger, device="cpu") as pool:
             summary, written = _tag_into(iter(documents(600)), tagger, str(out), "jsonl", batch_size=32,
                                          fail_fast=False, on_error=None, on_progress=None,
@@ -121,6 +127,18 @@ def test_every_chunk_is_tagged_in_a_worker_and_comes_back_in_order(tmp_path, sta
     assert all(record["mentions"] and all(a["label"] == "Disease" for a in record["mentions"])
                for record in records)
     assert summary.mentions == sum(len(record["mentions"]) for record in records)
+
+
+def test_every_chunk_is_tagged_in_a_forked_worker_and_comes_back_in_order(tmp_path):
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([sys.executable, "-m", "tests.test_workers", str(out)], check=False, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert out.is_file()
+
+
+def test_every_chunk_is_tagged_in_a_fork_server_worker_and_comes_back_in_order(tmp_path):
+    tag_in_workers(tmp_path / "out.jsonl", "fork server")
 
 
 def test_the_workers_resolve_from_the_cores_and_the_device(monkeypatch):
@@ -163,3 +181,7 @@ def test_an_unknown_kernel_setting_is_a_usage_error_before_anything_is_read(tiny
     out = tmp_path / "out.jsonl"
     said = tag("-", "-o", out, "--model", tiny_model_dir, code=2)
     assert f"${variable} is 'fastest'" in " ".join(said.split()) and not out.exists()
+
+
+if __name__ == "__main__":  # the fork case, in a fresh interpreter (see tag_in_workers)
+    tag_in_workers(Path(sys.argv[1]), "fork")
