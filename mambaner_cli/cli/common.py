@@ -58,9 +58,9 @@ def stderr_console(quiet: bool = False):
 def model_options(function: Callable) -> Callable:
     """Options shared by every command that runs a model."""
     function = click.option("--convention", default=None, metavar="CORPUS",
-                            help="For a model trained with annotation conventions (the default is): tag by this "
-                                 "corpus's rules (ncbi, bc5cdr-disease). Default: the model's own default; "
-                                 "`evaluate` uses the evaluated corpus's.")(function)
+                            help="For a model trained with annotation conventions (the shipped disease model is; the "
+                                 "default is not): tag by this corpus's rules (e.g. ncbi, bc5cdr-disease). Default: "
+                                 "the model's own default; `evaluate` uses the evaluated corpus's.")(function)
     function = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                             show_default=True, help="Where the model runs; auto picks CUDA when there is a GPU.")(function)
     function = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
