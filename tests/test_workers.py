@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from mambaner_cli.document import Document, Passage
 from mambaner_cli.runtime import workers
 from mambaner_cli.runtime.run import SilentObserver, TagOptions, _tag_into, run_tag_job
 from mambaner_cli.runtime.sentence_tagger import TaggedSentence
-from mambaner_cli.runtime.workers import SentenceWorkers, worker_pool
+from mambaner_cli.runtime.workers import SentenceWorkers, WorkerDied, worker_pool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -168,7 +169,7 @@ def test_workers_stop_with_the_block(tmp_path):
     tagger = ProcessMarkingTagger(parent=os.getpid())
     load = functools.partial(ProcessMarkingTagger, -1)
     with pytest.raises(KeyboardInterrupt), worker_pool(2, 1, load, tagger=tagger, device="cpu") as pool:
-        children = list(pool._pool)  # the processes (private), to see that they are gone afterwards
+        children = list(pool._processes.values())  # the processes (private), to see that they are gone afterwards
         assert all(process.is_alive() for process in children)
         raise KeyboardInterrupt
     assert not any(process.is_alive() for process in children)
@@ -183,5 +184,36 @@ def test_an_unknown_kernel_setting_is_a_usage_error_before_anything_is_read(tiny
     assert f"${variable} is 'fastest'" in " ".join(said.split()) and not out.exists()
 
 
-if __name__ == "__main__":  # the fork case, in a fresh interpreter (see tag_in_workers)
-    tag_in_workers(Path(sys.argv[1]), "fork")
+class DyingTagger(ProcessMarkingTagger):
+    """Killed (SIGKILL, as the out-of-memory killer does) when it tags in a worker process."""
+
+    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[TaggedSentence]:
+        if os.getpid() != self.parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().tag(sentences, batch_size)
+
+
+def a_dead_worker_fails_the_run(out: Path) -> None:
+    """Tag through two forked workers that die on their first chunk: the run must end with WorkerDied (not
+    wait forever for the dead worker's chunk), leaving no output file."""
+    tagger = DyingTagger(parent=os.getpid())
+    with pytest.raises(WorkerDied, match="worker process ended abruptly"), \
+            worker_pool(2, 1, marker_in_worker, tagger=tagger, device="cpu") as pool:
+        _tag_into(iter(documents(200)), tagger, str(out), "jsonl", batch_size=32, fail_fast=False,
+                  on_error=None, on_progress=None, replace_output=lambda summary: True,
+                  workers=SentenceWorkers(pool, 2))
+    assert not out.exists() and not list(out.parent.glob(".*.part"))
+
+
+def test_a_dead_worker_fails_the_run_instead_of_hanging_it(tmp_path):
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([sys.executable, "-m", "tests.test_workers", str(out), "dead worker"], check=False,
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+if __name__ == "__main__":  # cases that need a fresh interpreter (no other thread: forked workers)
+    if sys.argv[2:] == ["dead worker"]:
+        a_dead_worker_fails_the_run(Path(sys.argv[1]))
+    else:
+        tag_in_workers(Path(sys.argv[1]), "fork")

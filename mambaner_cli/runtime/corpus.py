@@ -16,6 +16,7 @@ an object store (``s3://bucket/pubmed/``): see :mod:`mambaner_cli.runtime.object
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -46,7 +47,7 @@ from mambaner_cli.runtime.run import (  # the single-run path, reused
     check_encoding,
     input_paths,
 )
-from mambaner_cli.runtime.workers import sigterm_unwinds, worker_pool, worker_state, worker_tagger
+from mambaner_cli.runtime.workers import result_of, sigterm_unwinds, worker_pool, worker_state, worker_tagger
 from mambaner_cli.writers import WRITERS, atomic_output, check_output
 
 #: The manifest's file name inside the output directory; no output file is ever given this name.
@@ -612,7 +613,9 @@ def _tag_in_pool(tasks: Sequence[InputTask], tagger: SentenceTagger, settings: d
     threads = worker_threads(options.threads, count)
     load = functools.partial(_load_tagger, dataclasses.replace(options, threads=threads, workers=1))
     with worker_pool(count, threads, load, state=settings) as pool:
-        yield from report_finished_inputs(pool.imap_unordered(_work, tasks), tasks, observer)
+        futures = [pool.submit(_work, task) for task in tasks]
+        finished = (result_of(future) for future in concurrent.futures.as_completed(futures))
+        yield from report_finished_inputs(finished, tasks, observer)
 
 
 def _work(task: InputTask) -> TaggedInput:

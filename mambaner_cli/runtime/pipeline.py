@@ -10,11 +10,11 @@ model. Read errors pass through to the summary; they never stop the other docume
 
 from __future__ import annotations
 
-import multiprocessing.pool
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from queue import Full, Queue
 from typing import TypeVar
@@ -23,7 +23,7 @@ from mambaner_cli.document import Document
 from mambaner_cli.errors import ReadError
 from mambaner_cli.runtime.sentence_tagger import SentenceTagger, TaggedSentence
 from mambaner_cli.runtime.spans import spans_from_tags
-from mambaner_cli.runtime.workers import SentenceWorkers
+from mambaner_cli.runtime.workers import SentenceWorkers, result_of
 from mambaner_cli.text.sentences import segment_document
 
 T = TypeVar("T")
@@ -177,7 +177,7 @@ def tag_documents(items: Iterable[Document | ReadError], tagger: SentenceTagger,
     chunks = segmented_chunks(items, chunk_sentences)
     if prefetch:
         chunks = in_background(chunks, prefetch)
-    in_flight: deque[tuple[list[Document], multiprocessing.pool.AsyncResult]] = deque()
+    in_flight: deque[tuple[list[Document], Future]] = deque()
 
     def finish(documents: list[Document], tagged: list[TaggedSentence]) -> Iterator[Document]:
         apply_tags(documents, tagged)
@@ -205,9 +205,9 @@ def tag_documents(items: Iterable[Document | ReadError], tagger: SentenceTagger,
             yield from finish(item, tagger.tag(sentence_tokens(item), batch_size=batch_size))
             continue
         in_flight.append((item, workers.submit(sentence_tokens(item), batch_size)))
-        while in_flight and (len(in_flight) > workers.depth or in_flight[0][1].ready()):
+        while in_flight and (len(in_flight) > workers.depth or in_flight[0][1].done()):
             documents, result = in_flight.popleft()
-            yield from finish(documents, result.get())
+            yield from finish(documents, result_of(result))
     while in_flight:
         documents, result = in_flight.popleft()
-        yield from finish(documents, result.get())
+        yield from finish(documents, result_of(result))

@@ -20,17 +20,20 @@ tagger's modules once, and each loads the model itself (:func:`_load_in_worker`)
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
-import multiprocessing.pool
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from mambaner_cli.errors import MambanerError
 from mambaner_cli.runtime.sentence_tagger import SentenceTagger, TaggedSentence
 
 #: What a worker holds: its tagger, and whatever else the run handed every worker (corpus: the settings).
@@ -47,40 +50,74 @@ def can_fork(device: str) -> bool:
 
 def start_workers(count: int, threads: int, load: Callable[[], SentenceTagger], *,
                   tagger: SentenceTagger | None = None, device: str = "auto", state: dict[str, Any] | None = None
-                  ) -> multiprocessing.pool.Pool:
-    """A pool of ``count`` worker processes with ``threads`` torch threads each.
+                  ) -> ProcessPoolExecutor:
+    """``count`` worker processes with ``threads`` torch threads each, started before this returns.
 
-    With ``tagger`` (already loaded here, on ``device``) and :func:`can_fork`, the workers are forked and inherit it;
-    otherwise each calls ``load`` (picklable: a module-level function or a partial of one). ``state`` is
-    kept beside the tagger in every worker (``worker_state()``).
+    With ``tagger`` (already loaded here, on ``device``) and :func:`can_fork`, the workers are forked and
+    inherit it; otherwise each calls ``load`` (picklable: a module-level function or a partial of one).
+    ``state`` is kept beside the tagger in every worker (``worker_state()``).
+
+    concurrent.futures' pool rather than multiprocessing's: when a worker dies (the kernel's OOM killer,
+    a stray SIGKILL), every task not yet done fails with BrokenProcessPool instead of waiting forever
+    (multiprocessing.Pool replaces the dead worker and loses its task: measured, the run hung).
     """
     if tagger is not None and can_fork(device):
         _worker.update(tagger=tagger, state=state or {})  # what fork copies into every worker
-        context = multiprocessing.get_context("fork")
-        return context.Pool(count, initializer=_adopt_in_worker, initargs=(threads,))
-    # ``load`` sets the worker's threads itself: it must, before torch's first operation
-    return _server_context().Pool(count, initializer=_load_in_worker, initargs=(load, state or {}, dict(os.environ)))
+        executor = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_adopt_in_worker, initargs=(threads,))
+    else:
+        # ``load`` sets the worker's threads itself: it must, before torch's first operation
+        executor = ProcessPoolExecutor(count, mp_context=_server_context(), initializer=_load_in_worker,
+                                       initargs=(load, state or {}, dict(os.environ)))
+    # The pool forks its workers at its first task, not when it is made: make them now, while this process
+    # has no other thread (a fork copies none of them, and their locks could be held forever in a worker).
+    executor.submit(_started).result()
+    return executor
 
 
 @contextlib.contextmanager
 def worker_pool(count: int, threads: int, load: Callable[[], SentenceTagger], *,
                 tagger: SentenceTagger | None = None, device: str = "auto", state: dict[str, Any] | None = None
-                ) -> Iterator[multiprocessing.pool.Pool]:
+                ) -> Iterator[ProcessPoolExecutor]:
     """:func:`start_workers` for the length of a block. When the block ends normally the workers finish
-    their tasks and exit; on any exception (Ctrl-C, SIGTERM, fail-fast) each gets SIGTERM, which unwinds
-    the task it is running (a corpus worker removes its temporary output file)."""
-    pool = start_workers(count, threads, load, tagger=tagger, device=device, state=state)
+    their tasks and exit; on any exception (Ctrl-C, SIGTERM, fail-fast, a dead worker) the tasks not started
+    are dropped and each worker gets SIGTERM, which unwinds the task it is running (a corpus worker removes
+    its temporary output file). A dead worker shows as :class:`WorkerDied` where its tasks' results are read."""
+    executor = start_workers(count, threads, load, tagger=tagger, device=device, state=state)
     finished = False
     try:
-        yield pool
+        yield executor
         finished = True
     finally:
-        if finished:
-            pool.close()
-        else:
-            pool.terminate()
-        pool.join()
+        if not finished:
+            # the executor's own processes (a private mapping of concurrent.futures, stable since 3.8): the
+            # pool has no terminate(), and a worker in the middle of a long task would otherwise run it out
+            processes = list(getattr(executor, "_processes", {}).values())
+            executor.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in processes:
+                process.join(timeout=10)
+                if process.is_alive():  # stuck where SIGTERM cannot unwind it (a read of a silent FIFO)
+                    process.kill()
+                    process.join()
+        executor.shutdown(wait=True)
         _worker.clear()
+
+
+class WorkerDied(MambanerError):
+    """A worker process ended while tasks were in it (killed: out of memory, a signal)."""
+
+
+def result_of(future: Future) -> Any:
+    """``future.result()``, a dead worker reported as :class:`WorkerDied` with what to do."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkerDied("a worker process ended abruptly (killed: out of memory, or a signal) while tagging; "
+                         "nothing more was tagged. Run again (with --workers 1 or fewer workers if memory is "
+                         "short)") from None
 
 
 def _server_context() -> multiprocessing.context.BaseContext:
@@ -96,9 +133,26 @@ def _server_context() -> multiprocessing.context.BaseContext:
 
 def _ignore_interrupts() -> None:
     """Ctrl-C is the parent's to handle (it terminates the pool); SIGTERM kills an idle worker at once
-    (a forked worker would otherwise keep the parent's handler, which raises)."""
+    (a forked worker would otherwise keep the parent's handler, which raises); and on Linux the worker is
+    killed when the process that started it dies (a SIGKILLed run leaves no worker behind)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) where there is one (Linux); nothing elsewhere."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+def _started() -> None:
+    """The no-op task that makes the pool start its workers (see :func:`start_workers`)."""
 
 
 def _adopt_in_worker(threads: int) -> None:
@@ -135,11 +189,14 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
-    """While a worker runs a task, SIGTERM unwinds it (``finally`` blocks run: temporary files go);
+    """While a worker runs a task, SIGTERM unwinds it (``finally`` blocks run: temporary files go), then
+    ends the worker (the pool would take the SystemExit for the task's result and wait for the next one);
     between tasks it ends the idle worker at once."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield
+    except SystemExit as stop:
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -148,7 +205,7 @@ def sigterm_unwinds() -> Iterator[None]:
 class SentenceWorkers:
     """A one-output run's workers (:func:`worker_pool` with its tagger): chunks of sentences in, tags out."""
 
-    pool: multiprocessing.pool.Pool
+    pool: ProcessPoolExecutor
     count: int
 
     @property
@@ -156,9 +213,9 @@ class SentenceWorkers:
         """Chunks to keep in flight: two per worker, so none waits while the parent collects a result."""
         return 2 * self.count
 
-    def submit(self, sentences: list[list[str]], batch_size: int) -> multiprocessing.pool.AsyncResult:
-        """Tag a chunk in some worker (:func:`tag_sentences`); the result's ``get()`` gives its tags."""
-        return self.pool.apply_async(tag_sentences, (sentences, batch_size))
+    def submit(self, sentences: list[list[str]], batch_size: int) -> Future:
+        """Tag a chunk in some worker (:func:`tag_sentences`); :func:`result_of` gives its tags."""
+        return self.pool.submit(tag_sentences, sentences, batch_size)
 
 
 def tag_sentences(sentences: Sequence[Sequence[str]], batch_size: int) -> list[TaggedSentence]:
