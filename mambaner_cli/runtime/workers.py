@@ -92,7 +92,7 @@ def worker_pool(count: int, threads: int, load: Callable[[], SentenceTagger], *,
         if not finished:
             # the executor's own processes (a private mapping of concurrent.futures, stable since 3.8): the
             # pool has no terminate(), and a worker in the middle of a long task would otherwise run it out
-            processes = list(getattr(executor, "_processes", {}).values())
+            processes = list((getattr(executor, "_processes", None) or {}).values())
             executor.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 if process.is_alive():
