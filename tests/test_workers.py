@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -169,10 +170,15 @@ def test_workers_stop_with_the_block(tmp_path):
     tagger = ProcessMarkingTagger(parent=os.getpid())
     load = functools.partial(ProcessMarkingTagger, -1)
     with pytest.raises(KeyboardInterrupt), worker_pool(2, 1, load, tagger=tagger, device="cpu") as pool:
-        children = list(pool._processes.values())  # the processes (private), to see that they are gone afterwards
-        assert all(process.is_alive() for process in children)
+        pids = [process.pid for process in pool._processes.values()]  # (private) to see that they are gone
+        assert pids and all(Path(f"/proc/{pid}").exists() for pid in pids)
         raise KeyboardInterrupt
-    assert not any(process.is_alive() for process in children)
+    # gone, not even a zombie: the pool reaped them (by pid: the pool's own thread may reap a process while
+    # this one asks its Process object, which then still answers "alive")
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
 @pytest.mark.parametrize("variable", ["MAMBANER_KERNELS", "MAMBANER_MATMUL"])
