@@ -18,20 +18,16 @@ import time
 import torch
 import torch.nn.functional as F
 
+from benchmarks.bench_scan import best_time
 from mambaner_cli.model.ops.matmul import linear_bfloat16, native_bfloat16
 
 SHAPES = {"in_proj": (512, 128), "x_proj": (40, 256), "dt_proj": (256, 8), "out_proj": (128, 256)}
 
 
 def best_ms(function, repeat: int = 200) -> float:
-    for _ in range(10):
-        function()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
+    """Best of ``repeat`` calls in milliseconds (bench_scan.best_time: after a warm-up call, which pays
+    oneDNN's compilation of the shape)."""
+    return best_time(function, repeat) * 1e3
 
 
 def main() -> None:

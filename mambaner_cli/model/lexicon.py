@@ -104,9 +104,10 @@ class LexiconMatcher:
         self._keys: set[str] = set(lines)
         # First token -> whether it is an entry by itself; first two tokens ("of the") -> the length of
         # the longest entry that starts with them. Most tokens start no entry and cost one dict lookup;
-        # but half of PubMed's tokens do start one ("of", "the", "patient", with 4.3 entry lengths on
-        # average), and one lookup of the pair rules most of them out, where trying every length of
-        # the first token cost a join and a set lookup each (notes/h-speed.md: spans 1.6x faster). The
+        # but half the tokens of the BC5CDR abstracts (178k of 360k) start one ("of", "the", "patient",
+        # with 4.3 entry lengths on average), and one lookup of the pair rules most of them out, where trying every length of
+        # the first token cost a join and a set lookup each (spans 1.2-1.7x faster over the 1,500 BC5CDR
+        # abstracts: python -m benchmarks.bench_lexicon --baseline OLD_LEXICON_PY). The
         # longest length only, not the set of lengths: sorting 64k sets made loading the default
         # model's lexicon 0.25 s slower, the maximum 0.04 s.
         starts: dict[str, bool] = {}

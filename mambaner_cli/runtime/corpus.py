@@ -19,7 +19,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -35,7 +34,6 @@ from mambaner_cli.document import Document
 from mambaner_cli.errors import MambanerUsageError, ReadError
 from mambaner_cli.readers import iter_documents
 from mambaner_cli.runtime import object_store
-from mambaner_cli.runtime.device import tagging_workers, worker_threads
 from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger
 from mambaner_cli.runtime.run import (  # the single-run path, reused
     SilentObserver,
@@ -46,8 +44,11 @@ from mambaner_cli.runtime.run import (  # the single-run path, reused
     _tag_into,
     check_encoding,
     input_paths,
+    parent_options,
+    run_workers,
+    with_workers_resolved,
 )
-from mambaner_cli.runtime.workers import result_of, sigterm_unwinds, worker_pool, worker_state, worker_tagger
+from mambaner_cli.runtime.workers import result_of, sigterm_unwinds, worker_state, worker_tagger
 from mambaner_cli.writers import WRITERS, atomic_output, check_output
 
 #: The manifest's file name inside the output directory; no output file is ever given this name.
@@ -448,10 +449,10 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
     inputs = _corpus_inputs(options, directory, manifest_path, observer)
     names = output_names(inputs, fmt)
     outputs = {path: _join(directory, name) for path, name in names.items()}
+    if options.engine == "local":  # Ray sizes its own actor pool when --workers is 0
+        options = with_workers_resolved(options)
     # the driver's own tagger tags nothing under --workers or Ray, but its label makes the settings
-    tagger = _load_tagger(dataclasses.replace(options, threads=1)
-                          if tagging_workers(options.workers, options.device) > 1 or options.engine != "local"
-                          else options)
+    tagger = _load_tagger(parent_options(options) if options.workers > 1 or options.engine != "local" else options)
     settings = settings_of(options, fmt, tagger.label)
     previous = read_manifest(manifest_path)
     _check_settings(previous.values(), settings, directory, options.overwrite)
@@ -484,8 +485,7 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
 
             results = tag_with_ray(tasks, settings, options, observer)
         else:
-            several = tagging_workers(options.workers, options.device) > 1 and len(tasks) > 1
-            engine = _tag_in_pool if several else _tag_in_process
+            engine = _tag_in_pool if options.workers > 1 and len(tasks) > 1 else _tag_in_process
             results = engine(tasks, tagger, settings, options, observer)
         with contextlib.closing(results):  # on any exception, the engine stops its workers at once
             for path, done in results:
@@ -609,10 +609,7 @@ def _tag_in_pool(tasks: Sequence[InputTask], tagger: SentenceTagger, settings: d
     and gets its share of the cores. Errors and warnings are reported when an input is done. On any
     exception here (Ctrl-C, SIGTERM, fail-fast) the workers get SIGTERM, which unwinds the input each is
     tagging (its temporary output file is removed)."""
-    count = min(tagging_workers(options.workers, options.device), len(tasks))
-    threads = worker_threads(options.threads, count)
-    load = functools.partial(_load_tagger, dataclasses.replace(options, threads=threads, workers=1))
-    with worker_pool(count, threads, load, state=settings) as pool:
+    with run_workers(options, min(options.workers, len(tasks)), state=settings) as pool:
         futures = [pool.submit(_work, task) for task in tasks]
         finished = (result_of(future) for future in concurrent.futures.as_completed(futures))
         yield from report_finished_inputs(finished, tasks, observer)

@@ -157,7 +157,8 @@ def run_tag_job(options: TagOptions, observer: TagObserver | None = None) -> Tag
         return summary.documents > 0 or not problems
 
     with contextlib.ExitStack() as stack:
-        tagger = _load_tagger(options, parent_of_workers=True)
+        options = with_workers_resolved(options)
+        tagger = _load_tagger(options if options.workers == 1 else parent_options(options))
         # before the progress display's and the reader's threads start (workers may be forked from here)
         workers = stack.enter_context(sentence_workers(options, tagger))
         if pubmed is not None:
@@ -228,35 +229,50 @@ def _same_file(path: str, output: str) -> bool:
         return os.path.realpath(path) == os.path.realpath(output)
 
 
-@contextlib.contextmanager
-def sentence_workers(options: TagOptions, tagger: SentenceTagger) -> Iterator[SentenceWorkers | None]:
-    """The worker processes of a one-output run (``options.workers``; see :mod:`.workers`), each with its
-    share of the cores, for the length of a block; None when one process tags (``workers`` resolves to 1).
-    Forked with ``tagger`` where that is safe, else each loads the same model with the same options."""
-    from mambaner_cli.runtime.device import tagging_workers, worker_threads
+def with_workers_resolved(options: TagOptions) -> TagOptions:
+    """``options`` with ``workers`` 0 replaced by the number it means here (device.tagging_workers), so that
+    a run decides it once."""
+    from mambaner_cli.runtime.device import tagging_workers
 
-    count = tagging_workers(options.workers, options.device)
-    if count <= 1:
-        yield None
-        return
+    return dataclasses.replace(options, workers=tagging_workers(options.workers, options.device))
+
+
+def parent_options(options: TagOptions) -> TagOptions:
+    """The options of a process whose workers tag: one torch thread, since it runs no batch, and because a
+    process whose OpenMP has started a thread team must not fork workers that use OpenMP."""
+    return dataclasses.replace(options, threads=1)
+
+
+def run_workers(options: TagOptions, count: int, *, tagger: SentenceTagger | None = None,
+                state: dict | None = None) -> contextlib.AbstractContextManager:
+    """:func:`~mambaner_cli.runtime.workers.worker_pool` for a run of ``options``: ``count`` workers, each
+    with its share of the cores (or ``--threads``), forked with ``tagger`` where that is safe, else each
+    loading the same model with the same options."""
+    from mambaner_cli.runtime.device import worker_threads
+
     threads = worker_threads(options.threads, count)
     load = functools.partial(_load_tagger, dataclasses.replace(options, threads=threads, workers=1))
-    with worker_pool(count, threads, load, tagger=tagger, device=options.device) as pool:
-        yield SentenceWorkers(pool, count)
+    return worker_pool(count, threads, load, tagger=tagger, device=options.device, state=state)
 
 
-def _load_tagger(options: TagOptions, parent_of_workers: bool = False) -> SentenceTagger:
+@contextlib.contextmanager
+def sentence_workers(options: TagOptions, tagger: SentenceTagger) -> Iterator[SentenceWorkers | None]:
+    """The worker processes of a one-output run (``options.workers``, resolved; see :mod:`.workers`) for
+    the length of a block; None when one process tags."""
+    if options.workers <= 1:
+        yield None
+        return
+    with run_workers(options, options.workers, tagger=tagger) as pool:
+        yield SentenceWorkers(pool, options.workers)
+
+
+def _load_tagger(options: TagOptions) -> SentenceTagger:
     """The model, with the thread policy set first (OMP_WAIT_POLICY is read when torch loads); with
     ``options.types``, wrapped so that it tags only those types. Every run loads its model here, before it
-    reads any input, so a wrong type is a usage error before anything is read or written.
+    reads any input, so a wrong type is a usage error before anything is read or written."""
+    from mambaner_cli.runtime.device import tagging_threads, use_threads
 
-    ``parent_of_workers``: when ``options.workers`` resolves to more than one process, this one tags
-    nothing (its workers do, forked from it or loading their own copy) and keeps one torch thread: a
-    process whose OpenMP has started a thread team must not fork workers that use OpenMP."""
-    from mambaner_cli.runtime.device import tagging_threads, tagging_workers, use_threads
-
-    several = parent_of_workers and tagging_workers(options.workers, options.device) > 1
-    use_threads(1 if several else tagging_threads(options.threads))
+    use_threads(tagging_threads(options.threads))
     from mambaner_cli.runtime.load import load_tagger
 
     check_inference_settings()

@@ -11,11 +11,13 @@ tagging loop), and a CPU with AVX512-BF16 or AMX-BF16 multiplies bfloat16 at twi
 in_proj [800, 128] → 512 took 1.0-1.5 ms in float32 and 0.55-0.6 ms in bfloat16 with the casts,
 out_proj [800, 256] → 128 0.5-0.9 and 0.3-0.4 ms (benchmarks/bench_matmul.py). The tagging loop of the
 default model on BC5CDR devel: 7.1 → 5.9 s, with $MAMBANER_KERNELS=numba 6.1 → 4.4 s
-(benchmarks/bench_tag_loop.py, notes/h-speed.md). Without native support oneDNN emulates bfloat16 and
+(`python -m benchmarks.bench_tag_loop --rounds 3`). Without native support oneDNN emulates bfloat16 and
 is slower than float32, hence ``auto``'s CPU check.
 
 The price is precision: a bfloat16 has 8 significant bits, so each product is off by a few parts in a
-thousand of its scale (float32: about 1e-7). On the devel sets this moves few tags (notes/h-speed.md).
+thousand of its scale (float32: about 1e-7). On the devel sets this moves few tags, but F1 by more than the
+±0.05 allowed on some corpora (README, Performance: NCBI −0.072, BC2GM −0.122, GNormPlus +0.189 for the
+default model's train-only run; `benchmarks/choose_convention.py` under each setting).
 PyTorch 2.13 has no CPU kernel that multiplies bfloat16 into a float32 output (``torch.mm``'s
 ``out_dtype`` is CUDA only), so the product's own rounding to bfloat16 stays.
 """
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 # "bfloat16" (on every CPU, emulated where the CPU lacks it: for tests and measurements), or "auto"
 # (bfloat16 where the CPU computes it natively, else float32). Read at every call, as $MAMBANER_KERNELS
 # is (ops/numba_infer.py), so a test or a long-running process can switch it. float32 by default until
-# the devel scores under bfloat16 are accepted (notes/h-speed.md).
+# the devel scores under bfloat16 are accepted (see the module docstring).
 MATMUL_ENV = "MAMBANER_MATMUL"
 MATMUL_CHOICES = ("float32", "bfloat16", "auto")
 

@@ -25,7 +25,7 @@ numba is imported on first use (ops/_numba_kernels.py), not with this module, so
 it unless it is asked for. ``cache=True`` keeps the compiled kernels on disk (next to this file, or numba's per-user cache
 when the package folder is read-only), so only the first run on a machine compiles them (10-20 s on a
 busy 2-core machine); later runs load them (numba's import included: 1.6-1.8 s on the busy machine, where importing torch
-took 3.5 s; see notes/h2-readme.md).
+took 3.5 s).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ import torch
 
 # Which inference kernels ``scan.infer_scan`` and ``conv.infer_conv_silu`` run on the CPU: "torch" (the
 # default, the PyTorch reference) or "numba" (these). Opt-in because what numba saves in the loop it
-# spends on loading: +1 s of start-up and +120 MB peak RSS per process, measured (notes/h2-readme.md),
-# so it pays on long runs only (over roughly 300 abstracts per process on a busy 2-core machine).
+# spends on loading: +1 s of start-up and +120 MB peak RSS per process (README, Performance: a short note
+# 3.3-3.7 s instead of 2.0 s; largest process 452 instead of 331 MB in benchmarks/bench_layouts.py), so it
+# pays on long runs only.
 KERNELS_ENV = "MAMBANER_KERNELS"
 
 
