@@ -204,6 +204,37 @@ def test_training_with_conventions_learns_corpora_that_disagree(tmp_path):
     assert outputs == {"ncbi": ["Breast cancer"], "bc5cdr-disease": ["cancer"]}
 
 
+def test_a_shared_convention_is_learnt_beside_each_corpus_and_is_the_default(tmp_path):
+    data = write_corpora(tmp_path / "data")
+    args = ScratchArgs(output=str(tmp_path / "model"), datasets=["ncbi", "bc5cdr-disease"], data_dir=str(data),
+                       epochs=25, patience=25, batch_size=4, hidden_size=16, num_layers=1, state_size=4, word_dim=8,
+                       dropout=0.0, word_dropout=0.0, lr=1e-2, warmup=0.0, threads=1, conventions=True,
+                       shared_convention=0.5)
+    metrics = train_scratch(args, log=lambda message: None)
+    out = tmp_path / "model"
+    config = json.loads((out / "config.json").read_text())
+    assert config["tagger"]["conventions"] == ["shared", "ncbi", "bc5cdr-disease"]
+    assert config["default_convention"] == "shared"
+    # `shared` was trained: its vector and emission correction left their zero start
+    from safetensors.torch import load_file
+
+    state = load_file(str(out / "model.safetensors"))
+    assert state["features.convention_vectors.weight"][0].abs().sum() > 0
+    assert state["convention_emission_bias"][0].abs().sum() > 0
+    # each corpus keeps its own convention by name; the per-corpus scores use it
+    for name, (_, disputed_tags) in BY_CORPUS.items():
+        tags, _ = load_tagger(out, device="cpu", convention=name).tag([DISPUTED.split()])[0]
+        assert tags == disputed_tags.split(), name
+        assert metrics["test_by_dataset"][name]["f1"] == pytest.approx(100.0)
+    # the default (`shared`) tags what both corpora agree on
+    shared = load_tagger(out, device="cpu")
+    for words, tags in AGREED:
+        assert shared.tag([words.split()])[0][0] == tags.split(), words
+    assert "Annotation conventions: shared (the default) and ncbi, bc5cdr-disease" in (out / "README.md").read_text()
+    with pytest.raises(MambanerError, match="give --conventions too"):
+        ScratchArgs(output=str(tmp_path), datasets=["ncbi", "bc5cdr-disease"], shared_convention=0.5)
+
+
 def test_conventions_need_several_datasets(tmp_path):
     with pytest.raises(MambanerError, match="two or more --dataset"):
         ScratchArgs(output=str(tmp_path), datasets=["ncbi"], conventions=True)

@@ -121,6 +121,14 @@ class ScratchArgs(TrainingArgs):
                              "0 for off.", min=0, metavar="EPOCH")
     conventions: bool = arg(False, "With several --dataset: learn each corpus's annotation conventions "
                                    "(tagging uses the first --dataset's unless --convention says otherwise).")
+    # >0: one more convention, `shared`, that each training sentence is read under with this probability
+    # instead of its corpus's (drawn afresh every time it is seen). Under `shared` every corpus marks only
+    # its own types (partial labels), so `shared` learns what the corpora agree on and serves text of no
+    # known corpus in one pass, while the corpora's own conventions stay available by name.
+    shared_convention: float = arg(0.0, "With --conventions: also learn a convention `shared` (the default "
+                                        "when tagging), each training sentence read under it with this "
+                                        "probability; devel then chooses the epoch under `shared`.",
+                                   min=0.0, max=1.0, max_open=True, metavar="P")
     # {corpus: k}: each training sentence of that --dataset is seen k times an epoch. Its lexicon codes are
     # cross-fitted before the copies are made, so no copy sees a lexicon built with its own mentions.
     repeats: dict[str, int] = arg(help="See each training sentence of --dataset NAME K times an epoch "
@@ -156,6 +164,8 @@ class ScratchArgs(TrainingArgs):
             raise MambanerError("--keep-empty NAME=SHARE needs a share above 0 and at most 1.")
         if self.conventions and (self.train_files or len(self.datasets) < 2):
             raise MambanerError("--conventions tells corpora apart: give two or more --dataset and no --train.")
+        if self.shared_convention and not self.conventions:
+            raise MambanerError("--shared-convention adds a convention to --conventions: give --conventions too.")
         if self.with_devel and not 0 < self.with_devel <= self.epochs:
             raise MambanerError("--with-devel EPOCH must be between 1 and --epochs.")
         if self.keep_epochs and not self.with_devel:

@@ -35,6 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from mambaner_cli.corpora import Sentence, corpus
 from mambaner_cli.metrics import entity_scores, only_types
 from mambaner_cli.model.config import TaggerConfig
+from mambaner_cli.model.conventions import SHARED_CONVENTION
 from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.models.language_model import init_from_encoder
@@ -100,7 +101,10 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     if args.with_devel:  # the final-model protocol: devel becomes training data
         train = train + dev
         train_corpora = train_corpora + corpus_ids["devel"] if train_corpora is not None else None
-    train_conventions = train_corpora if args.conventions else None
+    conventions = convention_names(args)
+    # a corpus's index into args.datasets → its convention's index into the network's conventions
+    to_convention = [conventions.index(name) for name in args.datasets] if conventions else []
+    train_conventions = [to_convention[c] for c in train_corpora] if conventions else None
     labels = labels_of(train + dev)
     encoder = read_encoder(resolve_encoder(args.init_from)) if args.init_from else None
     # With an encoder, its vocabularies: its word vectors and character table are what it learnt.
@@ -124,10 +128,22 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
         dev_marks = [marks[corpus] for corpus in corpus_ids["devel"]]
         log("partial labels: " + "; ".join(f"{name} marks {', '.join(types)}"
                                            for name, types in zip(args.datasets, marks)))
-    return TrainingData(train, dev, test, corpus_ids, train_conventions,
-                        corpus_ids["devel"] if args.conventions else None,
+    # devel chooses the epoch under the convention users get by default: each corpus's own, or `shared`
+    dev_conventions = None
+    if conventions:
+        dev_conventions = ([0] * len(dev) if args.shared_convention
+                           else [to_convention[c] for c in corpus_ids["devel"]])
+    return TrainingData(train, dev, test, corpus_ids, train_conventions, dev_conventions,
                         (list(args.datasets), corpus_ids["devel"]) if several else None,
                         labels, words, chars, lexicon, train_codes, encoder, train_marks, dev_marks)
+
+
+def convention_names(args: ScratchArgs) -> list[str]:
+    """The network's annotation conventions: one per --dataset with --conventions, `shared` first (the
+    default) with --shared-convention; none otherwise."""
+    if not args.conventions:
+        return []
+    return ([SHARED_CONVENTION] if args.shared_convention else []) + list(args.datasets)
 
 
 def keeps_sentence(sentence: Sentence, index: int, share: float) -> bool:
@@ -186,7 +202,7 @@ def build_network(args: ScratchArgs, data: TrainingData, log) -> MambaTagger:
                           word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           state_size=args.state_size, dropout=args.dropout,
                           bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim,
-                          conventions=list(args.datasets) if args.conventions else [])
+                          conventions=convention_names(args))
     if data.encoder is not None:  # the encoder's shape wins over the shape options
         shape = {name: getattr(data.encoder.config, name) for name in ENCODER_SHAPE}
         config = TaggerConfig.from_dict({**config.to_dict(), **shape})
@@ -227,7 +243,10 @@ def batch_loss_function(args: ScratchArgs, data: TrainingData, network: MambaTag
         features = encode_batch([tokens for tokens, _ in group], data.words, data.chars,
                                 network.config.max_word_len, codes)
         if data.train_conventions is not None:
-            features["convention_ids"] = torch.tensor([data.train_conventions[i] for i in indices])
+            convention_ids = torch.tensor([data.train_conventions[i] for i in indices])
+            if args.shared_convention:  # `shared` is convention 0
+                convention_ids = convention_ids.masked_fill(torch.rand(len(indices)) < args.shared_convention, 0)
+            features["convention_ids"] = convention_ids
         dropped = torch.rand(features["word_ids"].shape) < args.word_dropout
         features["word_ids"] = features["word_ids"].masked_fill(dropped & features["mask"], Vocabulary.UNK)
         tags = torch.zeros_like(features["word_ids"])
@@ -398,7 +417,13 @@ def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters
         lines.append(f"- Disease lexicon feature ({args.lexicon_dim}-d), from the {sources['package']} "
                      f"{sources['version']} package: {names}. Filtered on the training tags only "
                      f"(training/lexicon.py); training codes cross-fitted over {args.lexicon_folds} folds.")
-    if args.conventions:
+    if args.conventions and args.shared_convention:
+        lines.append(f"- Annotation conventions: {SHARED_CONVENTION} (the default) and {', '.join(args.datasets)}; "
+                     f"each training sentence read under `{SHARED_CONVENTION}` with probability "
+                     f"{args.shared_convention}, else under its corpus's; devel chose the epoch under "
+                     f"`{SHARED_CONVENTION}` and the per-corpus scores use each corpus's own. `--convention NAME` "
+                     "picks one when tagging.")
+    elif args.conventions:
         lines.append(f"- Annotation conventions: {', '.join(args.datasets)} (each corpus's sentences trained and "
                      f"scored under its own; `--convention NAME` picks one when tagging, default "
                      f"{args.datasets[0]}).")

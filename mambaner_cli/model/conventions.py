@@ -14,6 +14,11 @@ import torch
 
 from mambaner_cli.model.config import TaggerConfig
 
+# The convention trained on every corpus at once, each marking only its types (`train scratch
+# --shared-convention`): what the corpora agree on, for text of no known corpus. First in the list, so
+# it is the model's default.
+SHARED_CONVENTION = "shared"
+
 CONVENTION_KEYS = ("features.convention_vectors.weight", "convention_emissions", "convention_emission_bias")
 
 
