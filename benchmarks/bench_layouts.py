@@ -11,7 +11,13 @@ the same mentions as the first.
         --setting "workers 2, numba=--workers 2 MAMBANER_KERNELS=numba"
 
 A setting is ``NAME=ARGS``: its extra command-line arguments, where ``VAR=value`` words set environment
-variables of the child instead. Run it on an otherwise quiet machine.
+variables of the child instead. A peer is ``NAME=COMMAND``: another program's whole command, the inputs
+appended, run in the same alternating rounds (on a shared virtual machine the speed of a core drifts by
+20 % within minutes, so a ratio is only meaningful between runs taken side by side):
+
+    --peer "spaCy, 2 processes=/tmp/spacy-venv/bin/python benchmarks/bench_spacy.py --processes 2"
+
+Run it on an otherwise quiet machine.
 """
 
 from __future__ import annotations
@@ -66,17 +72,21 @@ def proportional(pid: int) -> int:
     return 0
 
 
-def run_once(inputs: list[str], extra: list[str], output: Path) -> tuple[float, int, int]:
-    """Wall seconds, peak single-process RSS and peak total RSS of one `mambaner tag` command."""
+def run_once(inputs: list[str], extra: list[str], output: Path | None) -> tuple[float, int, int]:
+    """Wall seconds, peak single-process RSS and peak total PSS of one `mambaner tag` command writing
+    ``output``, or with ``output`` None of the peer command ``extra`` on the inputs."""
     environment = dict(os.environ)
     arguments = []
     for word in extra:
         name, equals, value = word.partition("=")
-        if equals and name.isupper():
+        if equals and name.isupper() and output is not None:
             environment[name] = value
         else:
             arguments.append(word)
-    command = [sys.executable, "-m", "mambaner_cli", "tag", *inputs, "-o", str(output), "-q", *arguments]
+    if output is None:
+        command = [*arguments, *inputs]
+    else:
+        command = [sys.executable, "-m", "mambaner_cli", "tag", *inputs, "-o", str(output), "-q", *arguments]
     peaks = [0, 0]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=environment)
@@ -113,15 +123,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--setting", action="append", required=True, metavar="NAME=ARGS")
+    parser.add_argument("--peer", action="append", default=[], metavar="NAME=COMMAND")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     settings = [(name, shlex.split(extra)) for name, _, extra in (s.partition("=") for s in args.setting)]
+    peers = {name for name, _, _ in (p.partition("=") for p in args.peer)}
+    settings += [(name, shlex.split(command)) for name, _, command in (p.partition("=") for p in args.peer)]
     documents = sum(Path(path).read_text(encoding="utf-8").count("|t|") for path in args.inputs)
     results: dict[str, list[tuple[float, int, int]]] = {name: [] for name, _ in settings}
     reference = None
     with tempfile.TemporaryDirectory() as folder:
         for round_ in range(args.rounds):
             for name, extra in settings if round_ % 2 == 0 else reversed(settings):
+                if name in peers:
+                    results[name].append(run_once(args.inputs, extra, None))
+                    print(f"round {round_ + 1} {name}: {results[name][-1][0]:.1f} s", file=sys.stderr)
+                    continue
                 output = Path(folder) / "out.jsonl"
                 results[name].append(run_once(args.inputs, extra, output))
                 found = mentions(output)

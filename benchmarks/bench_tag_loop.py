@@ -19,6 +19,7 @@ import torch
 from mambaner_cli.training.datasets import load_sentences
 
 from mambaner_cli.runtime.load import load_tagger
+from mambaner_cli.runtime.model_dir import model_conventions
 
 
 def main() -> None:
@@ -33,7 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     sentences = [tokens for tokens, _ in load_sentences([args.corpus], args.split, args.data)]
-    tagger = load_tagger(args.model, device="cpu", convention=args.corpus)
+    conventions = model_conventions(args.model)
+    tagger = load_tagger(args.model, device="cpu", convention=args.corpus if args.corpus in conventions else None)
     print(f"{len(sentences):,} sentences of {args.corpus} {args.split}, model {args.model}, one thread")
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):

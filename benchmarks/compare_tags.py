@@ -5,7 +5,7 @@
     python -m benchmarks.compare_tags diff before.json after.json      # tags differing, sentence by sentence
 
 ``dump`` tags each corpus's split (default: NCBI-disease and BC5CDR-disease devel) with the embedded
-default model under that corpus's own annotation convention, as ``mambaner evaluate`` does, and writes
+default model under that corpus's own annotation convention if it has conventions, as ``mambaner evaluate`` does, and writes
 every sentence's tags and confidences. ``diff`` counts differing tags and sentences and the largest
 confidence difference; its exit status is 1 when any tag differs. Run the "before" dump from a copy of
 the old code (``PYTHONPATH=/path/to/old``) to compare two versions in one checkout.
@@ -21,6 +21,7 @@ import torch
 from mambaner_cli.training.datasets import load_sentences
 
 from mambaner_cli.runtime.load import load_tagger
+from mambaner_cli.runtime.model_dir import model_conventions
 
 
 def dump(path: str, corpora: list[str], split: str, data: str | None, threads: int) -> None:
@@ -28,7 +29,8 @@ def dump(path: str, corpora: list[str], split: str, data: str | None, threads: i
     result = {}
     for corpus in corpora:
         sentences = [tokens for tokens, _ in load_sentences([corpus], split, data)]
-        tagged = load_tagger("default", device="cpu", convention=corpus).tag(sentences)
+        convention = corpus if corpus in model_conventions("default") else None
+        tagged = load_tagger("default", device="cpu", convention=convention).tag(sentences)
         result[corpus] = [{"tags": tags, "scores": scores} for tags, scores in tagged]
         print(f"{corpus} {split}: {len(sentences)} sentences tagged", file=sys.stderr)
     with open(path, "w", encoding="utf-8") as handle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -157,3 +158,74 @@ def test_crf_handles_empty_sentences():
     assert crf.viterbi(emissions, mask)[1] == []
     assert torch.isfinite(crf.neg_log_likelihood(emissions, torch.zeros(2, 3, dtype=torch.long), mask))
     assert crf.marginals(emissions, mask)[1].sum() == 0
+
+
+def test_numpy_decoding_gives_the_reference_paths_and_exact_marginals():
+    """``CRF.decode_numpy`` (what tagging runs on a CPU) against ``viterbi`` and brute force: the same paths
+    bit for bit, each chosen tag's marginal the sum over all sequences (to 1e-7: float64), and the float32
+    reference ``marginals`` within its rounding; empty sentences and a batch without tokens too."""
+    for seed in range(4):
+        crf = random_crf(seed)
+        g = torch.Generator().manual_seed(seed)
+        lengths = torch.tensor([4, 3, 1, 0, 2])
+        emissions = torch.randn(5, 4, len(LABELS), generator=g) * 3
+        mask = torch.arange(4)[None, :] < lengths[:, None]
+        with torch.inference_mode():
+            paths, confidences = crf.decode_numpy(emissions, mask)
+            assert paths == crf.viterbi(emissions, mask)
+            reference = crf.marginals(emissions, mask)
+        from mambaner_cli.model.modules.crf import FORBIDDEN
+
+        for k, n in enumerate(lengths.tolist()):
+            assert len(confidences[k]) == n
+            if not n:
+                continue
+            scores = brute_force_scores(crf, emissions[k, :n].double(), n, FORBIDDEN)
+            top = max(scores.values())
+            total = sum(math.exp(s - top) for s in scores.values())
+            for i, tag in enumerate(paths[k]):
+                exact = sum(math.exp(s - top) for seq, s in scores.items() if seq[i] == tag) / total
+                assert confidences[k][i] == pytest.approx(exact, abs=1e-7)
+                assert confidences[k][i] == pytest.approx(float(reference[k, i, tag]), abs=1e-4)
+    empty = torch.zeros(2, 0, len(LABELS))
+    assert random_crf(0).decode_numpy(empty, torch.zeros(2, 0, dtype=torch.bool)) == ([[], []], [[], []])
+
+
+def test_numpy_decoding_equals_the_reference_on_long_batches():
+    for seed in range(5):
+        crf = random_crf(seed)
+        g = torch.Generator().manual_seed(100 + seed)
+        lengths = torch.randint(0, 60, (17,), generator=g)
+        lengths[0] = 60
+        emissions = torch.randn(17, 60, len(LABELS), generator=g) * 3
+        mask = torch.arange(60)[None, :] < lengths[:, None]
+        with torch.inference_mode():
+            paths, confidences = crf.decode_numpy(emissions, mask)
+            assert paths == crf.viterbi(emissions, mask)
+            reference = crf.marginals(emissions, mask)
+        for k, path in enumerate(paths):
+            expected = reference[k, torch.arange(len(path)), path].tolist() if path else []
+            assert confidences[k] == pytest.approx(expected, abs=1e-4)
+            assert valid(path)
+
+
+def test_decode_uses_the_numpy_recursions_on_a_cpu(monkeypatch):
+    """MambaTagger.decode on CPU tensors goes through ``decode_numpy``; the torch recursions stay for other
+    devices (asserted by making the torch ones fail here)."""
+    from mambaner_cli.model.config import TaggerConfig
+    from mambaner_cli.model.models.tagger import MambaTagger
+    from mambaner_cli.model.modules.crf import CRF
+
+    torch.manual_seed(0)
+    model = MambaTagger(TaggerConfig(labels=LABELS, word_vocab_size=20, char_vocab_size=10, word_dim=8, char_dim=4,
+                                     char_channels=6, case_dim=4, hidden_size=16, num_layers=1, state_size=4)).eval()
+    ids = torch.randint(2, 20, (3, 5))
+    inputs = {"word_ids": ids, "char_ids": torch.randint(2, 10, (3, 5, 4)), "case_ids": torch.randint(1, 5, (3, 5)),
+                  "mask": torch.arange(5)[None, :] < torch.tensor([5, 3, 1])[:, None]}
+    with torch.inference_mode():
+        emissions = model.forward(**inputs, infer=True).float()
+        expected = model.crf.decode_numpy(emissions, inputs["mask"])
+    monkeypatch.setattr(CRF, "viterbi", lambda *a: pytest.fail("the torch Viterbi ran on a CPU"))
+    monkeypatch.setattr(CRF, "marginals", lambda *a: pytest.fail("the torch marginals ran on a CPU"))
+    with torch.inference_mode():
+        assert model.decode(**inputs) == expected

@@ -248,7 +248,7 @@ def test_infer_scan_dispatch(monkeypatch):
         with pytest.raises(RuntimeError, match="pip install numba"):
             infer_scan(u, delta, A, B, C, D, z)
         monkeypatch.setenv(KERNELS_ENV, "fast")
-        with pytest.raises(RuntimeError, match="torch .the default. or numba"):
+        with pytest.raises(RuntimeError, match="auto .the default., torch or numba"):
             infer_scan(u, delta, A, B, C, D, z)
 
 

@@ -5,6 +5,7 @@ server. Inputs are generated here; the model is the tiny seeded one."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import signal
@@ -223,3 +224,60 @@ if __name__ == "__main__":  # cases that need a fresh interpreter (no other thre
         a_dead_worker_fails_the_run(Path(sys.argv[1]))
     else:
         tag_in_workers(Path(sys.argv[1]), "fork")
+
+
+def test_auto_kernels_turn_to_numba_for_a_long_run_on_the_cpu_only(monkeypatch):
+    from mambaner_cli.model.ops import numba_infer
+
+    monkeypatch.delenv("MAMBANER_KERNELS", raising=False)  # auto, the default
+    monkeypatch.setattr(numba_infer, "numba_installed", lambda: True)
+    probe = numba_infer.AUTO_NUMBA_BYTES
+    with numba_infer.kernels_for_run(probe, on_cpu=True) as chosen:
+        assert chosen == "numba" and os.environ["MAMBANER_KERNELS"] == "numba"  # what its workers read
+    assert "MAMBANER_KERNELS" not in os.environ  # restored: a later short run is auto again
+    for size, on_cpu in ((probe - 1, True), (probe, False)):
+        with numba_infer.kernels_for_run(size, on_cpu=on_cpu) as chosen:
+            assert chosen == "torch" and os.environ["MAMBANER_KERNELS"] == "torch"
+    monkeypatch.setattr(numba_infer, "numba_installed", lambda: False)  # not installed: PyTorch's, no error
+    with numba_infer.kernels_for_run(probe, on_cpu=True) as chosen:
+        assert chosen == "torch"
+    monkeypatch.setattr(numba_infer, "numba_installed", lambda: True)
+    monkeypatch.setenv("MAMBANER_KERNELS", "torch")  # a choice the user made stays
+    with numba_infer.kernels_for_run(probe, on_cpu=True) as chosen:
+        assert chosen == "torch"
+    assert os.environ["MAMBANER_KERNELS"] == "torch"
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("numba"), reason="numba is not installed")
+def test_a_long_run_tags_with_the_compiled_kernels_and_a_short_one_without(tiny_model_dir, tmp_path, monkeypatch):
+    from mambaner_cli.model.ops import numba_infer, scan
+
+    monkeypatch.delenv("MAMBANER_KERNELS", raising=False)
+    calls = []
+    compiled = scan.scan_time_major_numba
+    monkeypatch.setattr(scan, "scan_time_major_numba", lambda *args: calls.append(1) or compiled(*args))
+    inputs = write_inputs(tmp_path, 20)
+    size = sum(path.stat().st_size for path in inputs)
+    outputs = {}
+    for name, threshold in (("short", size + 1), ("long", size)):
+        monkeypatch.setattr(numba_infer, "AUTO_NUMBA_BYTES", threshold)
+        calls.clear()
+        out = tmp_path / f"{name}.jsonl"
+        tag(*inputs, "--lines", "-o", out, "--model", tiny_model_dir, "--workers", "1")
+        assert bool(calls) == (name == "long"), name
+        assert "MAMBANER_KERNELS" not in os.environ
+        outputs[name] = [(m["start"], m["end"]) for line in out.read_text().splitlines()
+                         for m in json.loads(line)["mentions"]]
+    assert outputs["long"] == outputs["short"]
+
+
+def test_a_worker_imports_the_compiled_kernels_at_its_start_when_the_run_chose_them(monkeypatch):
+    from mambaner_cli.model.ops import numba_infer
+
+    imported = []
+    monkeypatch.setattr(numba_infer, "_kernels", lambda: imported.append(1))
+    for setting, expected in (("torch", []), ("auto", []), ("numba", [1])):
+        monkeypatch.setenv("MAMBANER_KERNELS", setting)
+        imported.clear()
+        workers.preload_kernels()
+        assert imported == expected, setting

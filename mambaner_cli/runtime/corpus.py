@@ -45,6 +45,7 @@ from mambaner_cli.runtime.run import (  # the single-run path, reused
     check_encoding,
     input_paths,
     parent_options,
+    run_kernels,
     run_workers,
     with_workers_resolved,
 )
@@ -479,6 +480,7 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
     problems: list[str] = []
     appender = (StoredManifestWriter(manifest_path, previous.values()) if object_store.is_remote(manifest_path)
                 else ManifestAppender(manifest_path))
+    kernels = contextlib.ExitStack()
     try:
         if options.engine == "ray":
             from mambaner_cli.runtime.ray_engine import tag_with_ray
@@ -486,6 +488,7 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
             results = tag_with_ray(tasks, settings, options, observer)
         else:
             engine = _tag_in_pool if options.workers > 1 and len(tasks) > 1 else _tag_in_process
+            kernels.enter_context(run_kernels(options, [task.input for task in tasks]))  # before workers start
             results = engine(tasks, tagger, settings, options, observer)
         with contextlib.closing(results):  # on any exception, the engine stops its workers at once
             for path, done in results:
@@ -494,6 +497,7 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
                 states[path] = FAILED if done.record.status == FAILED else TAGGED
                 problems.extend(done.record.errors)
     finally:
+        kernels.close()
         appender.close()
     ordered = sorted(records.values(), key=lambda record: record.input)
     write_manifest(manifest_path, ordered)

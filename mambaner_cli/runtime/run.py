@@ -159,6 +159,7 @@ def run_tag_job(options: TagOptions, observer: TagObserver | None = None) -> Tag
     with contextlib.ExitStack() as stack:
         options = with_workers_resolved(options)
         tagger = _load_tagger(options if options.workers == 1 else parent_options(options))
+        stack.enter_context(run_kernels(options, inputs))  # before workers start: they read it
         # before the progress display's and the reader's threads start (workers may be forked from here)
         workers = stack.enter_context(sentence_workers(options, tagger))
         if pubmed is not None:
@@ -235,6 +236,25 @@ def with_workers_resolved(options: TagOptions) -> TagOptions:
     from mambaner_cli.runtime.device import tagging_workers
 
     return dataclasses.replace(options, workers=tagging_workers(options.workers, options.device))
+
+
+def run_kernels(options: TagOptions, paths: Sequence[str]) -> contextlib.AbstractContextManager[str]:
+    """$MAMBANER_KERNELS ``auto`` resolved for a run that reads the files ``paths``, for its length and its
+    workers' (:func:`~mambaner_cli.model.ops.numba_infer.kernels_for_run`): the compiled kernels from
+    ``AUTO_NUMBA_BYTES`` of input on. Call after :func:`_load_tagger`, which checks the variable."""
+    from mambaner_cli.model.ops.numba_infer import kernels_for_run
+    from mambaner_cli.runtime.device import pick_device
+
+    return kernels_for_run(sum(_file_size(path) for path in paths), pick_device(options.device).type == "cpu")
+
+
+def _file_size(path: str) -> int:
+    """Bytes of an input file; 0 for standard input, a remote object or a file that cannot be read (its
+    reader reports that)."""
+    try:
+        return os.path.getsize(path) if path != "-" else 0
+    except OSError:
+        return 0
 
 
 def parent_options(options: TagOptions) -> TagOptions:

@@ -161,6 +161,7 @@ def _adopt_in_worker(threads: int) -> None:
 
     _ignore_interrupts()
     set_threads(threads)
+    preload_kernels()
 
 
 def _load_in_worker(load: Callable[[], SentenceTagger], state: dict[str, Any], environment: dict[str, str]) -> None:
@@ -170,6 +171,14 @@ def _load_in_worker(load: Callable[[], SentenceTagger], state: dict[str, Any], e
     os.environ.update(environment)
     _ignore_interrupts()
     _worker.update(tagger=load(), state=state)
+    preload_kernels()
+
+
+def preload_kernels() -> None:
+    """The compiled kernels, if the run chose them, imported while the parent reads the first documents."""
+    from mambaner_cli.model.ops.numba_infer import preload
+
+    preload()
 
 
 def worker_tagger() -> SentenceTagger:

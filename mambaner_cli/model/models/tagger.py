@@ -143,6 +143,8 @@ class MambaTagger(nn.Module):
         mask = mask.bool()
         emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids,
                                  infer=True).float()  # b l t
+        if self.crf is not None and emissions.device.type == "cpu":  # the NumPy recursions (ops/crf_numpy.py)
+            return self.crf.decode_numpy(emissions, mask)
         if self.crf is not None:
             paths = self.crf.viterbi(emissions, mask)
             probabilities = self.crf.marginals(emissions, mask)  # b l t

@@ -3,8 +3,8 @@ gate) and the causal convolution (with its SiLU), each one pass over the activat
 
 They compute what ``scan.scan_time_major`` (+ ``Mixer._scan_output``'s skip and gate) and
 ``conv.causal_depthwise_conv_time_major`` (+ SiLU) compute, which stay the reference and the fallback:
-``scan.infer_scan`` and ``conv.infer_conv_silu`` call these when ``$MAMBANER_KERNELS=numba`` (opt-in: see
-``KERNELS_ENV``) and the tensors are on the CPU and not float64. Shapes: the glossary of ``scan.py``
+``scan.infer_scan`` and ``conv.infer_conv_silu`` call these when ``$MAMBANER_KERNELS`` is ``numba``, as
+``auto`` (the default) makes it for the length of a long run (see ``KERNELS_ENV``), and the tensors are on the CPU and not float64. Shapes: the glossary of ``scan.py``
 (b, l, d, n), time-major [l, b, ·].
 
 Why they are faster (the scan with skip and gate 2-3x: its share of ``python -m benchmarks.bench_infer``'s
@@ -30,20 +30,28 @@ took 3.5 s).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.util
 import math
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy.typing as npt
 import torch
 
 # Which inference kernels ``scan.infer_scan`` and ``conv.infer_conv_silu`` run on the CPU: "torch" (the
-# default, the PyTorch reference) or "numba" (these). Opt-in because what numba saves in the loop it
-# spends on loading: +1 s of start-up and +120 MB peak RSS per process (README, Performance: a short note
-# 3.3-3.7 s instead of 2.0 s; largest process 452 instead of 331 MB in benchmarks/bench_layouts.py), so it
-# pays on long runs only.
+# PyTorch reference), "numba" (these), or "auto" (the default): these for a run that tags enough text to
+# repay loading them, where numba is installed (``kernels_for_run``), else PyTorch's. Loading costs about
+# 0.7 s and 120 MB per process (README, Performance), so a short note keeps PyTorch's kernels and starts
+# in 2 s, while a long run saves 11-13 % of its tagging loop.
 KERNELS_ENV = "MAMBANER_KERNELS"
+KERNELS = ("auto", "torch", "numba")
+# "auto" turns to numba from this much input (bytes of the input files): about 650 PubTator abstracts, where
+# the saving (about 0.6 s a MiB on two workers, benchmarks/bench_layouts.py) passes the loading, which the
+# workers do while the parent reads the first documents.
+AUTO_NUMBA_BYTES = 1 << 20
 
 
 @functools.cache
@@ -61,17 +69,58 @@ def numba_available() -> bool:
     return _kernels() is not None
 
 
+def numba_installed() -> bool:
+    """Whether numba is there to import (found without importing it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def kernels_setting() -> str:
+    """``$MAMBANER_KERNELS`` (default ``auto``); RuntimeError, with the values, for anything else."""
+    choice = os.environ.get(KERNELS_ENV, "auto")
+    if choice not in KERNELS:
+        raise RuntimeError(f"${KERNELS_ENV} is {choice!r}: set it to auto (the default), torch or numba.")
+    return choice
+
+
 def use_numba(x: torch.Tensor) -> bool:
     """Whether the inference path should run the compiled kernels on ``x``: ``$MAMBANER_KERNELS`` is
-    ``numba`` and ``x`` a CPU tensor but not float64 (which keeps the PyTorch path's precision).
-    RuntimeError, with the fix, when numba is asked for but cannot be imported."""
-    choice = os.environ.get(KERNELS_ENV, "torch")
-    if choice not in ("torch", "numba"):
-        raise RuntimeError(f"${KERNELS_ENV} is {choice!r}: set it to torch (the default) or numba.")
-    if choice == "torch" or x.device.type != "cpu" or x.dtype == torch.float64:
+    ``numba`` (``auto`` is PyTorch's outside a run that chose numba) and ``x`` a CPU tensor but not float64
+    (which keeps the PyTorch path's precision). RuntimeError, with the fix, when numba is asked for but
+    cannot be imported."""
+    if kernels_setting() != "numba" or x.device.type != "cpu" or x.dtype == torch.float64:
         return False
     _required()
     return True
+
+
+@contextlib.contextmanager
+def kernels_for_run(input_bytes: int, on_cpu: bool) -> Iterator[str]:
+    """For the length of a run that reads ``input_bytes`` of input: ``auto`` resolved — to ``numba`` when
+    the run tags on the CPU, reads at least ``AUTO_NUMBA_BYTES`` and numba is installed, else ``torch`` —
+    and written to ``$MAMBANER_KERNELS``, where the run's worker processes read it (forked or started by
+    the fork server, which passes the parent's environment); restored afterwards. Gives the kernels chosen.
+    ``torch`` and ``numba`` stay as they are."""
+    choice = kernels_setting()
+    if choice != "auto":
+        yield choice
+        return
+    chosen = "numba" if on_cpu and input_bytes >= AUTO_NUMBA_BYTES and numba_installed() else "torch"
+    before = os.environ.get(KERNELS_ENV)
+    os.environ[KERNELS_ENV] = chosen
+    try:
+        yield chosen
+    finally:
+        if before is None:
+            os.environ.pop(KERNELS_ENV, None)
+        else:
+            os.environ[KERNELS_ENV] = before
+
+
+def preload() -> None:
+    """Import the compiled kernels now if this process will run them (a worker, before its first chunk
+    arrives: the import then overlaps the parent's reading instead of delaying the first batch)."""
+    if kernels_setting() == "numba":
+        _kernels()
 
 
 def _channels(x: torch.Tensor) -> tuple[npt.NDArray, int]:
