@@ -42,12 +42,18 @@ def viterbi_numpy(emissions: np.ndarray, lengths: np.ndarray, transitions: np.nd
         scores[i] = score
     last = np.maximum(lengths - 1, 0)
     last_tags = (scores[last, np.arange(batch)] + end).argmax(axis=1).tolist()  # b
-    backpointers = pointers.transpose(1, 0, 2).tolist()  # b l-1 t
+    return backtrace(pointers.transpose(1, 0, 2).tolist(), lengths.tolist(), last_tags)
+
+
+def backtrace(pointers: list[list[list[int]]], lengths: list[int], last_tags: list[int]) -> list[list[int]]:
+    """Each sentence's best path from its Viterbi back-pointers [b][l-1][t] (the best previous tag for each
+    tag at each position), its length and its best last tag: followed in Python lists, a few hundred
+    nanoseconds a token instead of several small array operations per position of the batch."""
     paths = []
-    for rows_of_sentence, count_of_tokens, tag in zip(backpointers, lengths.tolist(), last_tags):
-        path = [tag] if count_of_tokens else []
-        for i in range(count_of_tokens - 2, -1, -1):
-            tag = rows_of_sentence[i][tag]  # the best tag at i given the tag at i + 1
+    for rows, count, tag in zip(pointers, lengths, last_tags):
+        path = [tag] if count else []
+        for i in range(count - 2, -1, -1):
+            tag = rows[i][tag]  # the best tag at i given the tag at i + 1
             path.append(tag)
         path.reverse()
         paths.append(path)
