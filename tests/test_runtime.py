@@ -251,3 +251,35 @@ def test_a_tag_run_sets_the_tagging_threads(monkeypatch, tiny_model_dir, tmp_pat
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_length_batches_cover_every_piece_in_order_and_bound_the_padding(seed):
+    import random
+
+    from mambaner_cli.runtime.tagger import PADDING_SLACK, length_batches
+
+    rng = random.Random(seed)
+    lengths = sorted(rng.choice([rng.randint(1, 12), rng.randint(1, 120)]) for _ in range(rng.randint(0, 700)))
+    batches = length_batches(lengths, 32)
+    assert [i for first, last in batches for i in range(first, last)] == list(range(len(lengths)))
+    for k, (first, last) in enumerate(batches):
+        part = lengths[first:last]
+        assert 1 <= len(part) <= 32
+        assert len(part) == 1 or len(part) * part[-1] <= sum(part) * (1 + PADDING_SLACK)  # padding bounded
+        if last < len(lengths) and len(part) < 32:  # it ended only because the next piece would break the bound
+            grown = lengths[first:last + 1]
+            assert len(grown) * grown[-1] > sum(grown) * (1 + PADDING_SLACK)
+    # lengths that agree fill whole batches, as fixed batches would
+    assert length_batches([7] * 70, 32) == [(0, 32), (32, 64), (64, 70)]
+
+
+def test_a_tagger_gives_each_sentence_the_tags_it_gets_alone_whatever_its_batch(tiny_model_dir):
+    tagger = load_tagger(tiny_model_dir, device="cpu")
+    sentences = [tokenize(text) for text in ("Gout.", "Acute renal failure and gout were seen in the ward today .",
+                                             "Asthma", "The patient had no fever and no asthma .")] * 9
+    sentences = [[token.text for token in tokens] for tokens in sentences]
+    together = tagger.tag(sentences, batch_size=8)
+    for sentence, (tags, scores) in zip(sentences, together):
+        alone_tags, alone_scores = tagger.tag([sentence])[0]
+        assert tags == alone_tags and scores == pytest.approx(alone_scores, abs=1e-5)

@@ -91,17 +91,22 @@ def conv_silu(x, channels_from, taps, conv_bias, mask, y):
     power = exponent.view(np.float32)
     pre = np.empty(channels, np.float32)  # d    before the SiLU
     scale = np.empty(channels, np.float32)  # d    the mask at (t, b)
+    last = channels_from + channels
+    # Rows are sliced to the channels read (x[t, b, channels_from:last]) rather than indexed with an offset
+    # (xs[channels_from + c]), and the mask is read once per row: LLVM then vectorises the loops, 3.5x
+    # faster at the tagger's shape (40 positions, 32 sentences, d 256), the same sums in the same order.
     for t in range(length):
         for b in range(batch):
             first = max(0, kernel - 1 - t)  # taps before it read the zero padding before the start
-            xs, w = x[t - (kernel - 1) + first, b], taps[first]
+            xs, w = x[t - (kernel - 1) + first, b, channels_from:last], taps[first]
             for c in range(channels):
-                pre[c] = xs[channels_from + c] * w[c]
+                pre[c] = xs[c] * w[c]
             for k in range(first + 1, kernel):
-                xs, w = x[t - (kernel - 1) + k, b], taps[k]
+                xs, w = x[t - (kernel - 1) + k, b, channels_from:last], taps[k]
                 for c in range(channels):
-                    pre[c] += xs[channels_from + c] * w[c]
+                    pre[c] += xs[c] * w[c]
+            m = mask[t, b]
             for c in range(channels):
                 pre[c] += conv_bias[c]
-                scale[c] = mask[t, b]
+                scale[c] = m
             silu(pre, y[t, b], scale, minus_log2_e, mantissa, exponent, power)
