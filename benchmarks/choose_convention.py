@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mambaner_cli.corpora import corpus, sentences
 from mambaner_cli.metrics import entity_scores, only_types
+from mambaner_cli.model.conventions import SHARED_CONVENTION
 from mambaner_cli.runtime.device import set_threads
 from mambaner_cli.runtime.load import load_tagger
 from mambaner_cli.runtime.model_dir import model_conventions
@@ -36,7 +37,8 @@ def main() -> None:
     parser.add_argument("--corpora", nargs="+", help="default: the model's conventions, or its training corpora")
     args = parser.parse_args()
     set_threads(args.threads)
-    corpora = args.corpora or model_conventions(args.model)
+    # the model's conventions are its corpora, bar `shared` (trained on all of them: --shared-convention)
+    corpora = args.corpora or [name for name in model_conventions(args.model) if name != SHARED_CONVENTION]
     if not corpora:  # no conventions: the corpora its training scored on devel
         metrics = json.loads((Path(args.model) / "metrics.json").read_text(encoding="utf-8"))
         corpora = list(metrics["devel_by_dataset"])
