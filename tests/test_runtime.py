@@ -283,3 +283,35 @@ def test_a_tagger_gives_each_sentence_the_tags_it_gets_alone_whatever_its_batch(
     for sentence, (tags, scores) in zip(sentences, together):
         alone_tags, alone_scores = tagger.tag([sentence])[0]
         assert tags == alone_tags and scores == pytest.approx(alone_scores, abs=1e-5)
+
+
+def plain_spans(text: str, tokens: list[Token], tags: list[str], scores: list[float]) -> list[tuple]:
+    """The plain reference of spans_from_tags: every token visited, over valid IOB2 tags."""
+    spans, start, label = [], -1, ""
+    for i, tag in enumerate([*tags, "O"]):
+        continues = tag.startswith("I-") and tag[2:] == label and start >= 0
+        if start >= 0 and not continues:
+            begin, end = tokens[start].start, tokens[i - 1].end
+            spans.append((begin, end, text[begin:end], label, round(sum(scores[start:i]) / (i - start), 4)))
+            start = -1
+        if tag.startswith("B-"):
+            start, label = i, tag[2:]
+    return spans
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_spans_from_tags_equal_the_plain_reference_on_random_sentences(seed):
+    import random
+
+    rng = random.Random(seed)
+    labels = ["O"] * 6 + ["B-Disease", "I-Disease", "B-Gene", "I-Gene"]
+    for _ in range(3000):
+        words = [rng.choice(["ab", "c", "def"]) for _ in range(rng.randint(0, 12))]
+        text = " ".join(words)
+        tokens = tokenize(text)
+        tags = [rng.choice(labels) for _ in words]
+        scores = [rng.random() for _ in words]
+        expected = plain_spans(text, tokens, repair_iob(tags), scores)  # a stray I- starts a mention
+        for given in (tags, repair_iob(tags)):
+            got = [(s.start, s.end, s.text, s.label, s.score) for s in spans_from_tags(text, tokens, given, scores)]
+            assert got == expected, given

@@ -27,20 +27,26 @@ def spans_from_tags(text: str, tokens: Sequence[Token], tags: Sequence[str], sco
     """Mentions from the tags of one sentence; ``text`` is the document text.
 
     A mention runs from its ``B-`` token to its last ``I-`` token of the same type, and its score is
-    the mean confidence of those tokens.
+    the mean confidence of those tokens; an ``I-`` that continues nothing starts a mention, as
+    :func:`repair_iob` makes it.
     """
     spans: list[Span] = []
     start = -1
     label = ""
-    for i, tag in enumerate([*tags, "O"]):
-        continues = tag.startswith("I-") and tag[2:] == label
+    previous = -1  # the last position looked at: a gap since then is O tags, which end a mention
+    # Only the tagged positions are visited (most tokens are O: the loop over every token was most of
+    # the parent's work in a run with workers); a final O closes the last mention.
+    for i in [*(i for i, tag in enumerate(tags) if tag != "O"), len(tags)]:
+        tag = tags[i] if i < len(tags) else "O"
+        continues = i == previous + 1 and tag.startswith("I-") and tag[2:] == label
         if start >= 0 and not continues:
-            begin, end = tokens[start].start, tokens[i - 1].end
-            score = sum(scores[start:i]) / (i - start)
+            begin, end = tokens[start].start, tokens[previous].end
+            score = sum(scores[start:previous + 1]) / (previous + 1 - start)
             spans.append(Span(begin, end, text[begin:end], label, round(float(score), 4), sentence_index))
             start = -1
         if tag.startswith("B-") or (tag.startswith("I-") and not continues):
             start, label = i, tag[2:]
+        previous = i
     return spans
 
 

@@ -89,11 +89,12 @@ class Tagger:
                 features["convention_ids"] = torch.full((len(tokens),), self.convention_id, dtype=torch.long)
             features = {key: value.to(self.device) for key, value in features.items()}
             tag_ids, confidences = self.model.decode(**features)
+            labels = self.labels
             for (s, start, _, keep_start, keep_end), ids, conf in zip(batch, tag_ids, confidences):
                 tags, scores = results[s]
-                for position in range(keep_start, keep_end):
-                    tags[position] = self.labels[ids[position - start]]
-                    scores[position] = float(conf[position - start])
+                kept = slice(keep_start - start, keep_end - start)  # the window's positions it keeps
+                tags[keep_start:keep_end] = [labels[i] for i in ids[kept]]
+                scores[keep_start:keep_end] = [float(c) for c in conf[kept]]
         return [(repair_iob(tags), scores) for tags, scores in results]
 
 
