@@ -3,9 +3,9 @@ gate) and the causal convolution (with its SiLU), each one pass over the activat
 
 They compute what ``scan.scan_time_major`` (+ ``Mixer._scan_output``'s skip and gate) and
 ``conv.causal_depthwise_conv_time_major`` (+ SiLU) compute, which stay the reference and the fallback:
-``scan.infer_scan`` and ``conv.infer_conv_silu`` call these when ``$MAMBANER_KERNELS`` is ``numba``, as
-``auto`` (the default) makes it for the length of a long run (see ``KERNELS_ENV``), and the tensors are on the CPU and not float64. Shapes: the glossary of ``scan.py``
-(b, l, d, n), time-major [l, b, ·].
+``scan.infer_scan`` and ``conv.infer_conv_silu`` call these when ``$MAMBANER_KERNELS`` is ``numba`` (as
+``auto``, the default, makes it for the length of a long run: see ``KERNELS_ENV``) and the tensors are on
+the CPU and not float64. Shapes: the glossary of ``scan.py`` (b, l, d, n), time-major [l, b, ·].
 
 Why they are faster (the scan with skip and gate 2-3x: its share of ``python -m benchmarks.bench_infer``'s
 breakdown fell from 39% to 17%): the PyTorch scan writes decay and drive buffers of [chunk, b, n, d] floats, reads them back in one
@@ -44,13 +44,13 @@ import torch
 # Which inference kernels ``scan.infer_scan`` and ``conv.infer_conv_silu`` run on the CPU: "torch" (the
 # PyTorch reference), "numba" (these), or "auto" (the default): these for a run that tags enough text to
 # repay loading them, where numba is installed (``kernels_for_run``), else PyTorch's. Loading costs about
-# 0.7 s and 120 MB per process (README, Performance), so a short note keeps PyTorch's kernels and starts
-# in 2 s, while a long run saves 11-13 % of its tagging loop.
+# 0.7 s and 90-120 MB per process (README, Performance), so a short note keeps PyTorch's kernels (2.6-2.7 s
+# end to end), while a long run saves 11-13 % of its tagging loop.
 KERNELS_ENV = "MAMBANER_KERNELS"
 KERNELS = ("auto", "torch", "numba")
-# "auto" turns to numba from this much input (bytes of the input files): about 650 PubTator abstracts, where
-# the saving (about 0.6 s a MiB on two workers, benchmarks/bench_layouts.py) passes the loading, which the
-# workers do while the parent reads the first documents.
+# "auto" turns to numba from this much input (bytes of the input files): about 460 PubTator abstracts with
+# their annotations. An estimate, not tuned by measurement: the loop's saving there (12 % of about 7 s of
+# CPU a MiB) is about twice the loading, which the workers do while the parent reads the first documents.
 AUTO_NUMBA_BYTES = 1 << 20
 
 
