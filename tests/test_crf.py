@@ -164,6 +164,8 @@ def test_numpy_decoding_gives_the_reference_paths_and_exact_marginals():
     """``CRF.decode_numpy`` (what tagging runs on a CPU) against ``viterbi`` and brute force: the same paths
     bit for bit, each chosen tag's marginal the sum over all sequences (to 1e-7: float64), and the float32
     reference ``marginals`` within its rounding; empty sentences and a batch without tokens too."""
+    from mambaner_cli.model.modules.crf import FORBIDDEN
+
     for seed in range(4):
         crf = random_crf(seed)
         g = torch.Generator().manual_seed(seed)
@@ -174,8 +176,6 @@ def test_numpy_decoding_gives_the_reference_paths_and_exact_marginals():
             paths, confidences = crf.decode_numpy(emissions, mask)
             assert paths == crf.viterbi(emissions, mask)
             reference = crf.marginals(emissions, mask)
-        from mambaner_cli.model.modules.crf import FORBIDDEN
-
         for k, n in enumerate(lengths.tolist()):
             assert len(confidences[k]) == n
             if not n:

@@ -106,9 +106,9 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[int, i
     """Batches over pieces sorted by length, as (first, last) index ranges: at most ``batch_size`` pieces
     each, and a batch ends early where the next piece would make its padding more than ``PADDING_SLACK`` of
     its tokens. Every padded position costs as much as a token in the projections, the convolution and
-    the scan; fixed batches of 32 over a chunk of 512 sentences padded 20 % of the tokens of BC5CDR devel,
-    these 5 % (with half as many batches again, smaller ones): the tagging loop is about 10 % faster, with the same tags
-    (``python -m benchmarks.bench_tag_loop``, ``python -m benchmarks.compare_tags``)."""
+    the scan; fixed batches of 32 over chunks of 512 sentences padded 20 % of the tokens of BC5CDR-disease
+    devel, these 5 % (with half as many batches again, smaller ones): the loop was about 10 % faster in an
+    alternating timing (README, Performance), with the same tags (``python -m benchmarks.compare_tags``)."""
     batches: list[tuple[int, int]] = []
     first, total = 0, 0  # the open batch's first piece and its tokens
     for index, length in enumerate(lengths):

@@ -44,13 +44,14 @@ import torch
 # Which inference kernels ``scan.infer_scan`` and ``conv.infer_conv_silu`` run on the CPU: "torch" (the
 # PyTorch reference), "numba" (these), or "auto" (the default): these for a run that tags enough text to
 # repay loading them, where numba is installed (``kernels_for_run``), else PyTorch's. Loading costs about
-# 0.7 s and 90-120 MB per process (README, Performance), so a short note keeps PyTorch's kernels (2.6-2.7 s
-# end to end), while a long run saves 11-13 % of its tagging loop.
+# 0.7 s and 60-120 MB per process (README, Performance), so a short note keeps PyTorch's kernels (2.6-2.7 s
+# end to end), while a long run saves 13 % of its tagging loop.
 KERNELS_ENV = "MAMBANER_KERNELS"
 KERNELS = ("auto", "torch", "numba")
 # "auto" turns to numba from this much input (bytes of the input files): about 460 PubTator abstracts with
-# their annotations. An estimate, not tuned by measurement: the loop's saving there (12 % of about 7 s of
-# CPU a MiB) is about twice the loading, which the workers do while the parent reads the first documents.
+# their annotations. An estimate, not tuned by measurement: the loop's saving there (13 % of about 6 s of CPU
+# a MiB: 21 s for the 3.4 MB of the 1,500 BC5CDR abstracts) passes the 0.7 s of loading, which the workers
+# do while the parent reads the first documents.
 AUTO_NUMBA_BYTES = 1 << 20
 
 
