@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--corpora", nargs="+", help="default: the model's conventions, or its training corpora")
+    parser.add_argument("--no-patterns", action="store_true", help="the network alone (no variant patterns)")
     args = parser.parse_args()
     set_threads(args.threads)
     # the model's conventions are its corpora, bar `shared` (trained on all of them: --shared-convention)
@@ -46,7 +47,8 @@ def main() -> None:
     disease = {name: sentences(name, "devel", args.data_dir) for name in ("ncbi", "bc5cdr-disease")}
     results = {}
     for convention in args.conventions:
-        tagger = load_tagger(args.model, device="cpu", convention=None if convention == "none" else convention)
+        tagger = load_tagger(args.model, device="cpu", convention=None if convention == "none" else convention,
+                             patterns=not args.no_patterns)
         per_corpus = {name: f1(tagger, part, corpus(name).annotates) for name, part in data.items()}
         results[convention] = {"macro": sum(per_corpus.values()) / len(per_corpus), "per_corpus": per_corpus,
                                "disease": {name: f1(tagger, part, ("Disease",)) for name, part in disease.items()}}

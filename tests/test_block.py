@@ -336,6 +336,7 @@ def test_tagger_loads_a_model_directory_onto_the_block(tiny_model_dir):
     from mambaner_cli.runtime.load import load_tagger
 
     tagger = load_tagger(tiny_model_dir, device="cpu")
+    tagger.split_brackets = False  # the network's own paths here: the run-time rules are tested in test_runtime
     network = tagger.model
     assert isinstance(network, MambaTagger) and not network.training
     assert isinstance(network.forward_mamba, MambaStack)

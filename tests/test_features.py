@@ -93,3 +93,20 @@ def test_encode_batch_memo_is_per_vocabulary_and_length():
     f._token_memo(words, lower, 20).update({str(i): (1, 1, bytes(80), 0) for i in range(f._MEMO_SIZE + 1)})
     f.encode_batch([["cancer"]], words, lower, 20)
     assert len(f._token_memo(words, lower, 20)) == 1  # an outgrown memo starts afresh
+
+
+def test_features_read_the_ascii_form_of_a_token():
+    """The corpora are ASCII ("beta-thalassemia"): a token written with the letter gets the same word,
+    character and case ids as the corpora's spelling of it, so the network sees what it was trained on."""
+    from collections import Counter
+
+    from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
+
+    words = Vocabulary.build(Counter({"beta": 2, "tnfalpha": 2, "thalassemia": 2, "sjogren": 2}), 1)
+    chars = Vocabulary.build(Counter("betalphTNFSjogrnsi-'"), 1)
+    written = [["β", "-", "thalassemia", "TNFα", "Sjögren", "’"]]
+    spelled = [["beta", "-", "thalassemia", "TNFalpha", "Sjogren", "'"]]
+    unicode_ids, ascii_ids = encode_batch(written, words, chars, 20), encode_batch(spelled, words, chars, 20)
+    for key in ("word_ids", "char_ids", "case_ids", "mask"):
+        assert torch.equal(unicode_ids[key], ascii_ids[key]), key
+    assert normalize_word("IFN-γ2") == "ifn-gamma0"

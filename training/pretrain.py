@@ -34,6 +34,7 @@ from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
 from mambaner_cli.model.models.language_model import BiLanguageModel
 from mambaner_cli.runtime.device import set_threads
 from mambaner_cli.runtime.model_dir import write_encoder, write_run_files
+from mambaner_cli.text.ascii import ascii_form
 
 __all__ = ["PretrainArgs", "train_pretrain"]
 
@@ -92,7 +93,7 @@ def prepare_data(args: PretrainArgs, log) -> PretrainingData:
         raise MambanerError(f"Too little text to pretrain on: {len(sentences)} sentences.")
     counts = Counter(normalize_word(token) for tokens in train for token in tokens)
     words = Vocabulary.build(counts, args.min_word_count)
-    chars = Vocabulary.build(Counter(char for tokens in train for token in tokens for char in token), 1)
+    chars = Vocabulary.build(Counter(char for tokens in train for token in tokens for char in ascii_form(token)), 1)
     predicted = [word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
     predicted = predicted[: args.predicted_words]
     log(f"{len(train):,} training and {len(heldout):,} held-out sentences, "

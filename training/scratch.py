@@ -50,6 +50,7 @@ from mambaner_cli.runtime.model_dir import (
     write_scratch,
 )
 from mambaner_cli.runtime.tagger import Tagger
+from mambaner_cli.text.ascii import ascii_form
 
 __all__ = ["ScratchArgs", "train_scratch", "with_devel_command"]
 
@@ -81,7 +82,7 @@ class TrainingData:
 
 def build_vocabularies(train: list[Sentence], min_count: int) -> tuple[Vocabulary, Vocabulary]:
     words = Counter(normalize_word(token) for tokens, _ in train for token in tokens)
-    chars = Counter(char for tokens, _ in train for token in tokens for char in token)
+    chars = Counter(char for tokens, _ in train for token in tokens for char in ascii_form(token))
     return Vocabulary.build(words, min_count), Vocabulary.build(chars, 1)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from mambaner_cli.text.ascii import ascii_form
+
 
 class Vocabulary:
     """String ↔ id table. Id 0 is padding and id 1 is the unknown item, in every vocabulary."""
@@ -67,8 +69,9 @@ class Vocabulary:
 
 
 def normalize_word(word: str) -> str:
-    """Lowercase, every digit → "0": "IL-6" and "IL-8" share "il-0", so rare numbered names are not UNK."""
-    return "".join("0" if char.isdigit() else char for char in word.lower())
+    """The ASCII form (text/ascii.py), lowercase, every digit → "0": "IL-6" and "IL-8" share "il-0", so rare
+    numbered names are not UNK; "TNF-α" is "tnf-alpha", as the corpora write it."""
+    return "".join("0" if char.isdigit() else char for char in ascii_form(word).lower())
 
 
 # Case/shape classes; 0 is padding. The character CNN sees case too, but a direct signal is cheap and
@@ -122,7 +125,8 @@ def _token_memo(words: Vocabulary, chars: Vocabulary, max_word_len: int) -> dict
 def _encode_token(token: str, words: Vocabulary, chars: Vocabulary, max_word_len: int
                   ) -> tuple[int, int, bytes, int]:
     """(word id, case id, character ids of the clipped word padded to max_word_len as packed C ints, their
-    count)."""
+    count), all read from the token's ASCII form (text/ascii.py: the corpora's spelling, "β" → "beta")."""
+    token = ascii_form(token)  # (normalize_word takes it again: a cached lookup)
     short = clip_word(token, max_word_len)
     ids = [chars.encode(char) for char in short] + [Vocabulary.PAD] * (max_word_len - len(short))
     return words.encode(normalize_word(token)), case_id(token), array(_ID_TYPE, ids).tobytes(), len(short)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import compress, count
 
+from mambaner_cli.text.ascii import ascii_form
 from mambaner_cli.text.tokens import tokenize
 
 OUTSIDE, BEGIN, INSIDE = 0, 1, 2
@@ -37,6 +38,7 @@ def normalize_token(token: str) -> str:
     ("aids") is no longer all capitals: saved keys are therefore loaded with
     :meth:`LexiconMatcher.from_list`, which does not normalize again.
     """
+    token = ascii_form(token)  # "β-thalassemia" matches the corpora's "beta-thalassemia"
     lower = token.lower()
     if len(lower) > 3 and lower[-1] == "s" and lower[-2] not in "sui" and not token.isupper():
         if len(lower) > 4 and lower.endswith("ies"):

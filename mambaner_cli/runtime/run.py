@@ -57,6 +57,7 @@ class TagOptions:
     batch_size: int = 32
     device: str = "auto"
     convention: str | None = None  # None: the model's default annotation convention
+    patterns: bool = True  # a model that tags variants adds those in standard notation (model/patterns.py)
     # only mentions of these entity types, each one the model tags (checked when the model loads); (): all
     types: tuple[str, ...] = ()
     threads: int = 0  # 0: one per physical core but one (device.tagging_threads)
@@ -296,7 +297,8 @@ def _load_tagger(options: TagOptions) -> SentenceTagger:
     from mambaner_cli.runtime.load import load_tagger
 
     check_inference_settings()
-    tagger = load_tagger(options.model, device=options.device, convention=options.convention)
+    tagger = load_tagger(options.model, device=options.device, convention=options.convention,
+                         patterns=options.patterns)
     if options.types:
         tagger = TypeFilter(tagger, select_types(options.types, tagger))
     return tagger

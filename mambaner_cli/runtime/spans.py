@@ -22,6 +22,52 @@ def repair_iob(tags: Sequence[str]) -> list[str]:
     return repaired
 
 
+_CLOSING = {"(": ")", "[": "]", "{": "}"}
+_OPENING = {close: open_ for open_, close in _CLOSING.items()}
+
+
+def split_unbalanced_brackets(tokens: Sequence[str], tags: Sequence[str]) -> list[str]:
+    """``tags`` (valid IOB2) with every mention that holds an unmatched bracket token cut at it: the
+    bracket becomes O and the pieces on either side mentions of the same type ("Pokeweed mitogen ( PWM" →
+    "Pokeweed mitogen", "PWM"; "jaw of steel )" → "jaw of steel").
+
+    A network sometimes runs a long form into its abbreviation's bracket ("Crohn's disease (CD"). Of the
+    mentions with an unmatched bracket that the default recipe's train-only runs predicted on the devel splits
+    of the nine corpora, 1 in 274 was right, and gold mentions have 3 among thousands; cutting them raised both
+    runs' devel macro F1 (80.13 → 80.22 and 79.05 → 79.14, variant patterns on; dropping them instead:
+    +0.08 / +0.05; extending to the closing bracket: +0.02 / +0.00) and left the disease model's devel
+    figures as they were (README, Benchmark)."""
+    result = list(tags)
+    start = 0
+    while start < len(result):
+        if not result[start].startswith("B-"):
+            start += 1
+            continue
+        end = start + 1
+        while end < len(result) and result[end] == "I-" + result[start][2:]:
+            end += 1
+        open_positions: list[int] = []
+        unmatched: list[int] = []
+        for position in range(start, end):
+            token = tokens[position]
+            if token in _CLOSING:
+                open_positions.append(position)
+            elif token in _OPENING:
+                if open_positions and tokens[open_positions[-1]] == _OPENING[token]:
+                    open_positions.pop()
+                else:
+                    unmatched.append(position)
+        cuts = sorted(unmatched + open_positions)
+        if cuts:
+            kind = result[start][2:]
+            result[start:end] = ["O"] * (end - start)
+            for first, last in zip([start - 1, *cuts], [*cuts, end]):
+                if last > first + 1:
+                    result[first + 1:last] = [f"B-{kind}"] + [f"I-{kind}"] * (last - first - 2)
+        start = end
+    return result
+
+
 def spans_from_tags(text: str, tokens: Sequence[Token], tags: Sequence[str], scores: Sequence[float],
                     sentence_index: int = -1) -> list[Span]:
     """Mentions from the tags of one sentence; ``text`` is the document text.

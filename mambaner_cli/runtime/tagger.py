@@ -19,10 +19,11 @@ from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.features import Vocabulary, encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.models.tagger import MambaTagger
+from mambaner_cli.model.patterns import VARIANT, add_variant_mentions
 from mambaner_cli.runtime.device import pick_device
 from mambaner_cli.runtime.model_dir import SCRATCH_WINDOW, load_scratch
 from mambaner_cli.runtime.sentence_tagger import TaggedSentence, model_label, windows
-from mambaner_cli.runtime.spans import repair_iob
+from mambaner_cli.runtime.spans import repair_iob, split_unbalanced_brackets
 
 
 class Tagger:
@@ -30,7 +31,7 @@ class Tagger:
 
     def __init__(self, model: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str,
                  device: torch.device, window: int = SCRATCH_WINDOW, lexicon: LexiconMatcher | None = None,
-                 convention: str | None = None) -> None:
+                 convention: str | None = None, patterns: bool = False, split_brackets: bool = False) -> None:
         if model.config.lexicon_dim and lexicon is None:
             raise MambanerError(f"model {name} reads lexicon matches but has no lexicon (lexicon.txt.gz).")
         self.lexicon = lexicon
@@ -46,14 +47,20 @@ class Tagger:
         # For a network with annotation conventions that is not folded (training scores one while it
         # learns): the index, into model.config.conventions, of the convention every sentence is read under.
         self.convention_id: int | None = None
+        # Variant mentions in standard notation added by patterns (model/patterns.py), for a model that
+        # tags variants; off for the networks that training scores, so an epoch is chosen on the network.
+        self.variant_patterns = patterns and f"B-{VARIANT}" in self.labels
+        # Mentions cut at an unmatched bracket (runtime/spans.py); likewise a run-time rule, not the network's.
+        self.split_brackets = split_brackets
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, config: dict, device: str = "auto", convention: str | None = None
-                       ) -> Tagger:
-        """A scratch model directory (``config``: its config.json), with ``convention`` folded in."""
+    def from_model_dir(cls, model_dir: Path, config: dict, device: str = "auto", convention: str | None = None,
+                       patterns: bool = True) -> Tagger:
+        """A scratch model directory (``config``: its config.json), with ``convention`` folded in;
+        ``patterns``: add variant mentions in standard notation (if the model tags variants)."""
         loaded = load_scratch(model_dir, config, convention)
         return cls(loaded.network, loaded.words, loaded.chars, loaded.name, pick_device(device), loaded.window,
-                   loaded.lexicon, loaded.convention)
+                   loaded.lexicon, loaded.convention, patterns, split_brackets=True)
 
     @property
     def label(self) -> str:
@@ -95,7 +102,21 @@ class Tagger:
                 kept = slice(keep_start - start, keep_end - start)  # the window's positions it keeps
                 tags[keep_start:keep_end] = [labels[i] for i in ids[kept]]
                 scores[keep_start:keep_end] = [float(c) for c in conf[kept]]
-        return [(repair_iob(tags), scores) for tags, scores in results]
+        tagged = [(repair_iob(tags), scores) for tags, scores in results]
+        if self.split_brackets:
+            tagged = [(split_unbalanced_brackets(tokens, tags), scores) for tokens, (tags, scores) in zip(sentences, tagged)]
+        if self.variant_patterns:
+            tagged = [with_variant_patterns(tokens, tags, scores) for tokens, (tags, scores) in zip(sentences, tagged)]
+        return tagged
+
+
+def with_variant_patterns(tokens: Sequence[str], tags: list[str], scores: list[float]) -> TaggedSentence:
+    """One sentence's tags with the pattern mentions added (model/patterns.py); a token that a pattern
+    tagged has confidence 1.0 (a rule, not a probability)."""
+    patterned = add_variant_mentions(tokens, tags)
+    if patterned == tags:
+        return tags, scores
+    return patterned, [1.0 if new != old else score for new, old, score in zip(patterned, tags, scores)]
 
 
 # A batch stops growing before its padding would pass this share of its tokens (``length_batches``).
