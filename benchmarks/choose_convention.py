@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--corpora", nargs="+", help="default: the model's conventions, or its training corpora")
-    parser.add_argument("--no-patterns", action="store_true", help="the network alone (no variant patterns)")
+    parser.add_argument("--network-only", action="store_true", help="without the run-time rules (runtime/tagger.py)")
     args = parser.parse_args()
     set_threads(args.threads)
     # the model's conventions are its corpora, bar `shared` (trained on all of them: --shared-convention)
@@ -48,7 +48,7 @@ def main() -> None:
     results = {}
     for convention in args.conventions:
         tagger = load_tagger(args.model, device="cpu", convention=None if convention == "none" else convention,
-                             patterns=not args.no_patterns)
+                             rules=not args.network_only)
         per_corpus = {name: f1(tagger, part, corpus(name).annotates) for name, part in data.items()}
         results[convention] = {"macro": sum(per_corpus.values()) / len(per_corpus), "per_corpus": per_corpus,
                                "disease": {name: f1(tagger, part, ("Disease",)) for name, part in disease.items()}}

@@ -81,7 +81,7 @@ def main() -> None:
     labels: list[str] | None = None
     rows: dict[str, dict[str, float]] = {}
     for model in args.models:
-        tagger = load_tagger(model, device="cpu", patterns=False)  # the networks: what distillation would copy
+        tagger = load_tagger(model, device="cpu", rules=False)  # the networks: what distillation would copy
         if labels is not None and list(tagger.labels) != labels:
             raise SystemExit(f"{model}: its labels differ from the first model's")
         labels = list(tagger.labels)

@@ -92,7 +92,7 @@ class EvalArgs:
     # For a model with annotation conventions: the one to tag by; None lets choose_convention pick (the
     # evaluated corpus's, else one on the same documents, else the model's default).
     convention: str | None = None
-    patterns: bool = True  # a model that tags variants adds those in standard notation (model/patterns.py)
+    rules: bool = True  # the run-time rules beside the network (runtime/tagger.py); False: --network-only
 
 
 def peak_rss_mb() -> float:
@@ -314,13 +314,13 @@ def evaluate(args: EvalArgs, tagger: SentenceTagger | None = None) -> dict:
     model_dir = None if tagger is not None else resolve_model(args.model)
     if tagger is None:
         convention, convention_source = choose_convention(dataset, model_conventions(model_dir), args.convention)
-        tagger = load_tagger(model_dir, device=args.device, convention=convention, patterns=args.patterns)
+        tagger = load_tagger(model_dir, device=args.device, convention=convention, rules=args.rules)
     else:
         convention_source = "the tagger given"
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     result = {"model": tagger.name, "convention": tagger.convention, "convention_source": convention_source,
-              "variant_patterns": bool(getattr(tagger, "variant_patterns", False)),
+              "network_only": not args.rules,
               "dataset": dataset, "split": split, "gold": source,
               "scored_types": list(scored) if scored is not None else None,
               "not_scored_types": [t for t in tagger_types(tagger) if scored is not None and t not in scored],
@@ -351,9 +351,8 @@ def scope_lines(result: dict) -> list[str]:
     """What was scored and how the model tagged: the convention and why, the types left unscored."""
     convention = f"`{result['convention']}`" if result.get("convention") else "none"
     lines = [f"Convention: {convention} ({result.get('convention_source', 'not recorded')})."]
-    if result.get("variant_patterns"):
-        lines += ["", ("Variant patterns: on (variants in standard notation added beside the network; "
-                       "`--no-patterns` scores the network alone).")]
+    if result.get("network_only"):
+        lines += ["", "Network only (`--network-only`): no variant patterns, no bracket cuts."]
     scored = result.get("scored_types")
     if scored is not None:
         line = f"Scored types: {', '.join(scored)} (what {result['dataset']} annotates)"

@@ -1,5 +1,5 @@
 """Variant mentions in standard notation (model/patterns.py): what the patterns find and miss, how they
-join the network's tags, and the switch that turns them off, end to end."""
+join the network's tags, and the switch that turns them off (--network-only), end to end."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_the_tagger_adds_pattern_mentions_with_confidence_one(silent_model: Path
     tags, scores = load_tagger(silent_model, device="cpu").tag([sentence])[0]
     assert tags == ["O", "B-Variant", "O", "O", "B-Variant", "O"]
     assert scores[1] == scores[4] == 1.0 and scores[0] < 1.0
-    alone, _ = load_tagger(silent_model, device="cpu", patterns=False).tag([sentence])[0]
+    alone, _ = load_tagger(silent_model, device="cpu", rules=False).tag([sentence])[0]
     assert alone == ["O"] * len(sentence)
 
 
@@ -93,14 +93,14 @@ def test_a_model_without_variants_gets_no_patterns(tmp_path: Path) -> None:
     assert load_tagger(model, device="cpu").tag([["V600E", "in", "BRAF"]])[0][0] == ["O", "O", "O"]
 
 
-def test_tag_writes_pattern_mentions_at_their_offsets_and_no_patterns_turns_them_off(
+def test_tag_writes_pattern_mentions_at_their_offsets_and_network_only_turns_them_off(
         silent_model: Path, tmp_path: Path) -> None:
     source = tmp_path / "note.txt"
     source.write_text("Two carriers of c.1521_1523delCTT (p.Phe508del) and one of rs113993960.\n", encoding="utf-8")
     text = source.read_text(encoding="utf-8")
     runner = CliRunner()
     spans = {}
-    for flag in ([], ["--no-patterns"]):
+    for flag in ([], ["--network-only"]):
         out = tmp_path / f"out{len(flag)}.jsonl"
         result = runner.invoke(cli, ["tag", str(source), "-o", str(out), "--model", str(silent_model),
                                      "--workers", "1", "-q", *flag], catch_exceptions=False)

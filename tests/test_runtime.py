@@ -70,6 +70,7 @@ def test_a_loaded_tagger_cuts_mentions_at_unmatched_brackets_and_training_does_n
     assert loaded.split_brackets
     plain = Tagger(loaded.model, loaded.words, loaded.chars, "plain", torch.device("cpu"), lexicon=loaded.lexicon)
     assert not plain.split_brackets
+    assert not load_tagger(tiny_model_dir, device="cpu", rules=False).split_brackets  # --network-only
     sentences = [["the", "(", "disease", "cancer", "(", "x"] * 3, ["cancer", ")", "disease", "the"]]
     for (network, _), (ruled, _), tokens in zip(plain.tag(sentences), loaded.tag(sentences), sentences):
         assert ruled == split_unbalanced_brackets(tokens, network)

@@ -61,10 +61,10 @@ def model_options(function: Callable) -> Callable:
                             help="For a model trained with annotation conventions (the shipped disease model is; the "
                                  "default is not): tag by this corpus's rules (e.g. ncbi, bc5cdr-disease). Default: "
                                  "the model's own default; `evaluate` uses the evaluated corpus's.")(function)
-    function = click.option("--no-patterns", "no_patterns", is_flag=True,
-                            help="A model that tags variants (the default) adds those written in standard notation "
-                                 "(c.671G>A, p.V600E, rs2297882) by patterns; this flag tags with the network "
-                                 "alone.")(function)
+    function = click.option("--network-only", is_flag=True,
+                            help="Tag with the network alone, without the rules beside it: variants written in "
+                                 "standard notation (c.671G>A, p.V600E, rs2297882) found by patterns, mentions cut "
+                                 "at an unmatched bracket.")(function)
     function = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                             show_default=True, help="Where the model runs; auto picks CUDA when there is a GPU.")(function)
     function = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,

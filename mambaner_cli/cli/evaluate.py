@@ -24,7 +24,7 @@ from mambaner_cli.corpora import CORPORA
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
 @click.option("-q", "--quiet", is_flag=True)
 def evaluate(dataset: str, split: str, conll: str | None, data_dir: str | None, model: str | None,
-             batch_size: int, device: str, no_patterns: bool, convention: str | None, no_documents: bool, json_path: str | None, report: str | None,
+             batch_size: int, device: str, network_only: bool, convention: str | None, no_documents: bool, json_path: str | None, report: str | None,
              threads: int, quiet: bool) -> None:
     """Benchmark a model: strict entity-level F1 on a standard split, and the full pipeline on documents."""
     from mambaner_cli.runtime.device import use_threads
@@ -37,7 +37,7 @@ def evaluate(dataset: str, split: str, conll: str | None, data_dir: str | None, 
     console = stderr_console(quiet)
     args = EvalArgs(dataset=dataset, split=split, model=model, conll=conll, data_dir=data_dir, device=device,
                     batch_size=batch_size, document_level=not no_documents, convention=convention,
-                    patterns=not no_patterns)
+                    rules=not network_only)
     with console.status("evaluating…"):
         result = run_evaluation(args)
     command = command_line()
@@ -67,8 +67,8 @@ def show_evaluation(result: dict, console) -> None:
     console.print(table)
     if result.get("convention"):
         console.print(f"convention {result['convention']}: {result['convention_source']}", markup=False)
-    if result.get("variant_patterns"):
-        console.print("variant patterns: on (model/patterns.py; --no-patterns scores the network alone)", markup=False)
+    if result.get("network_only"):
+        console.print("network only: no run-time rules (variant patterns, bracket cuts)", markup=False)
     if result.get("not_scored_types"):
         console.print(f"not scored ({result['dataset']} does not annotate them): predictions of "
                       f"{', '.join(result['not_scored_types'])}", markup=False)

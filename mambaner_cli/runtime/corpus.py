@@ -318,8 +318,8 @@ def settings_of(options: TagOptions, fmt: str, model_label: str) -> dict[str, An
                 "lines": options.lines, "encoding": options.encoding, "encoding_errors": options.encoding_errors}
     if options.types:  # only when given, so that the manifests of runs without --types still match
         settings["types"] = sorted(options.types)
-    if not options.patterns:  # likewise only when off (--no-patterns)
-        settings["patterns"] = False
+    if not options.rules:  # likewise only when off (--network-only)
+        settings["network_only"] = True
     return settings
 
 

@@ -20,16 +20,16 @@ LOADERS: dict[str, Callable[..., SentenceTagger]] = {
 
 
 def load_tagger(model: str | Path | None = None, device: str = "auto", convention: str | None = None,
-                patterns: bool = True) -> SentenceTagger:
+                rules: bool = True) -> SentenceTagger:
     """A shipped model's name or a model directory (None: the embedded default), ready to tag.
     ``convention``: for a model trained with annotation conventions, the corpus whose rules to tag by
-    (default: the model's ``default_convention``). ``patterns``: a scratch model that tags variants adds
-    those in standard notation (model/patterns.py); False tags with the network alone."""
+    (default: the model's ``default_convention``). ``rules``: a scratch model applies its run-time rules
+    beside the network (runtime/tagger.py: bracket cuts, variant patterns); False tags with the network alone."""
     model_dir = resolve_model(model)
     config = read_config(model_dir)
     if config["recipe"] not in LOADERS:  # a pretrained encoder: it has no tagging head
         raise MambanerUsageError(f"{model_dir} is a pretrained encoder, not a tagger: train a tagger from it "
                                  f"with `mambaner train scratch --init-from {model_dir}`.")
-    # the fine-tuned recipe's models tag diseases only: variant patterns concern the scratch recipe's
-    options = {"patterns": patterns} if config["recipe"] == "scratch" else {}
+    # the run-time rules are the scratch recipe's (the fine-tuned recipe reproduces the paper's tagger as it is)
+    options = {"rules": rules} if config["recipe"] == "scratch" else {}
     return LOADERS[config["recipe"]](model_dir, config, device=device, convention=convention, **options)

@@ -57,7 +57,8 @@ class TagOptions:
     batch_size: int = 32
     device: str = "auto"
     convention: str | None = None  # None: the model's default annotation convention
-    patterns: bool = True  # a model that tags variants adds those in standard notation (model/patterns.py)
+    # the run-time rules beside the network (runtime/tagger.py: variant patterns, bracket cuts); False: --network-only
+    rules: bool = True
     # only mentions of these entity types, each one the model tags (checked when the model loads); (): all
     types: tuple[str, ...] = ()
     threads: int = 0  # 0: one per physical core but one (device.tagging_threads)
@@ -298,7 +299,7 @@ def _load_tagger(options: TagOptions) -> SentenceTagger:
 
     check_inference_settings()
     tagger = load_tagger(options.model, device=options.device, convention=options.convention,
-                         patterns=options.patterns)
+                         rules=options.rules)
     if options.types:
         tagger = TypeFilter(tagger, select_types(options.types, tagger))
     return tagger

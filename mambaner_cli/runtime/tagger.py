@@ -31,7 +31,7 @@ class Tagger:
 
     def __init__(self, model: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str,
                  device: torch.device, window: int = SCRATCH_WINDOW, lexicon: LexiconMatcher | None = None,
-                 convention: str | None = None, patterns: bool = False, split_brackets: bool = False) -> None:
+                 convention: str | None = None, rules: bool = False) -> None:
         if model.config.lexicon_dim and lexicon is None:
             raise MambanerError(f"model {name} reads lexicon matches but has no lexicon (lexicon.txt.gz).")
         self.lexicon = lexicon
@@ -47,20 +47,21 @@ class Tagger:
         # For a network with annotation conventions that is not folded (training scores one while it
         # learns): the index, into model.config.conventions, of the convention every sentence is read under.
         self.convention_id: int | None = None
-        # Variant mentions in standard notation added by patterns (model/patterns.py), for a model that
-        # tags variants; off for the networks that training scores, so an epoch is chosen on the network.
-        self.variant_patterns = patterns and f"B-{VARIANT}" in self.labels
-        # Mentions cut at an unmatched bracket (runtime/spans.py); likewise a run-time rule, not the network's.
-        self.split_brackets = split_brackets
+        # The run-time rules beside the network, on for a loaded model (from_model_dir) and off for the
+        # networks that training scores (an epoch is chosen on the network): mentions cut at an unmatched
+        # bracket (runtime/spans.py), and, for a model that tags variants, the variant mentions in standard
+        # notation (model/patterns.py).
+        self.split_brackets = rules
+        self.variant_patterns = rules and f"B-{VARIANT}" in self.labels
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: dict, device: str = "auto", convention: str | None = None,
-                       patterns: bool = True) -> Tagger:
+                       rules: bool = True) -> Tagger:
         """A scratch model directory (``config``: its config.json), with ``convention`` folded in;
-        ``patterns``: add variant mentions in standard notation (if the model tags variants)."""
+        ``rules``: the run-time rules beside the network (False: the network alone, ``--network-only``)."""
         loaded = load_scratch(model_dir, config, convention)
         return cls(loaded.network, loaded.words, loaded.chars, loaded.name, pick_device(device), loaded.window,
-                   loaded.lexicon, loaded.convention, patterns, split_brackets=True)
+                   loaded.lexicon, loaded.convention, rules)
 
     @property
     def label(self) -> str:
