@@ -68,6 +68,15 @@ def test_a_longer_network_mention_stands() -> None:
     assert add_variant_mentions(tokens, network) == network
 
 
+def test_a_gene_or_chemical_mention_of_exactly_the_pattern_tokens_becomes_a_variant() -> None:
+    tokens = ["BRAF", "V600E", "and", "p", ".", "Arg153X", "in", "T47D", "and", "His158Arg", "kinase"]
+    tags = ["B-Gene", "B-Chemical", "O", "B-Gene", "I-Gene", "I-Gene", "O", "B-CellLine", "O", "B-Gene", "I-Gene"]
+    assert add_variant_mentions(tokens, tags) == [
+        "B-Gene", "B-Variant", "O", "B-Variant", "I-Variant", "I-Variant", "O",
+        "B-CellLine",  # a cell line of that shape stays one
+        "O", "B-Gene", "I-Gene"]  # part of a longer gene mention: the network's tags stand
+
+
 def test_a_mention_across_another_type_is_not_added() -> None:
     tokens = ["rs", "2297882"]  # a pattern match whose second token the network put in a gene
     assert add_variant_mentions(tokens, ["O", "B-Gene"]) == ["O", "B-Gene"]
