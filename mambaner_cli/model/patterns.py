@@ -59,7 +59,8 @@ _VARIANT_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _VARI
                               + r")(?!\S)")
 # Every pattern above has a digit, and beside it a letter (V600E, 3097delG, rs123), an arrow (671 G > A), or a
 # three-letter amino acid or "rs" and a space (Arg 3500 Gln, rs 123): cheap tests that most sentences fail,
-# so that the whole pattern (40 us a sentence of BC5CDR) runs on few of them (8 us a sentence in all).
+# so that the whole pattern (39 us a BC5CDR sentence when run on all of them) runs on few: add_variant_mentions
+# then took 11-20 us a sentence over BC5CDR's 13,938 (throwaway timings on a busy machine, README, Performance).
 _DIGIT = re.compile(r"\d")
 _LETTER_DIGIT = re.compile(r"[A-Za-z][0-9]|[0-9][A-Za-z]")
 _WORD_DIGIT = re.compile(r"(?:[A-Z][a-z][a-z]|rs) [0-9]")

@@ -103,11 +103,14 @@ class Tagger:
                 kept = slice(keep_start - start, keep_end - start)  # the window's positions it keeps
                 tags[keep_start:keep_end] = [labels[i] for i in ids[kept]]
                 scores[keep_start:keep_end] = [float(c) for c in conf[kept]]
-        tagged = [(repair_iob(tags), scores) for tags, scores in results]
-        if self.split_brackets:
-            tagged = [(split_unbalanced_brackets(tokens, tags), scores) for tokens, (tags, scores) in zip(sentences, tagged)]
-        if self.variant_patterns:
-            tagged = [with_variant_patterns(tokens, tags, scores) for tokens, (tags, scores) in zip(sentences, tagged)]
+        tagged: list[TaggedSentence] = []
+        for tokens, (tags, scores) in zip(sentences, results):
+            tags = repair_iob(tags)
+            if self.split_brackets:
+                tags = split_unbalanced_brackets(tokens, tags)
+            if self.variant_patterns:
+                tags, scores = with_variant_patterns(tokens, tags, scores)
+            tagged.append((tags, scores))
         return tagged
 
 
