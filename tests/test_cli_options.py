@@ -46,3 +46,11 @@ def test_options_map_onto_the_dataclass(tmp_path):
         parse("-o", str(tmp_path), "--repeat", "ncbi")
     with pytest.raises(click.BadParameter):
         parse("-o", str(tmp_path), "--epochs", "0")  # IntRange from the field's min
+
+
+def test_unmarked_types_are_read_per_corpus(tmp_path):
+    args = parse("-o", str(tmp_path), "--dataset", "tmvar3", "--dataset", "species800", "--unmarked",
+                 "tmvar3=Species", "--unmarked", "tmvar3=CellLine")
+    assert args.unmarked == {"tmvar3": ("Species", "CellLine")}
+    with pytest.raises(click.BadParameter, match="not NAME=TYPE"):
+        parse("-o", str(tmp_path), "--dataset", "tmvar3", "--unmarked", "tmvar3")

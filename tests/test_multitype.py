@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from mambaner_cli.training.args import ScratchArgs
-from mambaner_cli.training.scratch import keeps_sentence, train_scratch
+from mambaner_cli.training.scratch import keeps_sentence, prepare_data, train_scratch
 
 from mambaner_cli import corpora
 from mambaner_cli.corpora import CORPORA, ENTITY_TYPES, carved_split, document_sentences, gold_documents
@@ -157,3 +157,35 @@ def test_training_on_corpora_of_different_types_uses_partial_labels(tmp_path, da
     assert set(metrics["test_by_dataset"]["species800"]["per_type"]) <= {"Species"}
     config = json.loads((tmp_path / "m" / "config.json").read_text())["tagger"]
     assert config["labels"] == LABELS and config["conventions"] == ["ncbi", "species800"]
+
+
+TMVAR_DOCS = [  # made up: a corpus that marks patients as Species, unlike the species corpora
+    (str(700 + n), f"Case {n} of gout.", f"Two patients with gout number {n} were seen.",
+     [("gout", "Disease"), ("patients", "Species")]) for n in range(30)
+]
+
+
+def test_unmarked_types_are_unknown_to_the_loss_not_learned(data):
+    for split, docs in (("train", TMVAR_DOCS), ("test", TMVAR_DOCS[:3])):
+        write_pubtator(data / "multitype" / f"tmvar3_{split}.PubTator.txt", docs)
+
+    def prepared(**unmarked):
+        args = ScratchArgs(output="unused", datasets=["tmvar3", "species800"], data_dir=str(data), unmarked=unmarked)
+        return prepare_data(args, log=lambda message: None)
+
+    def types_in(sentences):
+        return {tag[2:] for _, tags in sentences for tag in tags if tag != "O"}
+
+    plain, read = prepared(), prepared(tmvar3=("Species",))
+    tmvar = [i for i, c in enumerate(read.corpus_ids["train"]) if c == 0]
+    voles = [i for i, c in enumerate(read.corpus_ids["train"]) if c == 1]
+    assert types_in(plain.train[i] for i in tmvar) == {"Disease", "Species"}
+    assert types_in(read.train[i] for i in tmvar) == {"Disease"}  # the patients are no longer taught
+    assert types_in(read.train[i] for i in voles) == {"Species"}  # the species corpus keeps its own
+    assert types_in(read.dev[i] for i, c in enumerate(read.corpus_ids["devel"]) if c == 0) == {"Disease"}
+    assert {read.train_marks[i] for i in tmvar} == {("Gene", "Disease", "Variant", "CellLine")}
+    assert "Species" in {label[2:] for label in read.labels}
+    with pytest.raises(MambanerError, match="tmvar3 marks only"):
+        ScratchArgs(output="unused", datasets=["tmvar3"], data_dir=str(data), unmarked={"tmvar3": ("Chemical",)})
+    with pytest.raises(MambanerError, match="not trained on"):
+        ScratchArgs(output="unused", datasets=["tmvar3"], data_dir=str(data), unmarked={"ncbi": ("Disease",)})

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from mambaner_cli.corpora import CORPORA
+from mambaner_cli.corpora import CORPORA, corpus
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.runtime.device import DEVICES
@@ -139,6 +139,13 @@ class ScratchArgs(TrainingArgs):
     keep_empty: dict[str, float] = arg(help="Keep only this share (0-1) of the training sentences without a "
                                             "mention of --dataset NAME.", factory=dict, option="--keep-empty",
                                        metavar="NAME=SHARE", parse="name=share")
+    # {corpus: types}: a corpus whose mentions of a type follow other guidelines than the rest of the
+    # corpora's (tmVar3 marks "patients" and "children" as Species; Species-800 and Linnaeus never do) is
+    # read as not marking that type: its mentions of it become O, which partial labels read as unknown.
+    unmarked: dict[str, tuple[str, ...]] = arg(help="Read --dataset NAME as not marking TYPE: its TYPE mentions "
+                                                    "are not learned, and where it says O, TYPE stays possible "
+                                                    "(partial labels).", factory=dict, option="--unmarked",
+                                               metavar="NAME=TYPE", parse="name=type")
     # With --with-devel: also write the model after every epoch up to it, as OUT/epoch-K, each the model a
     # `--with-devel K` run would write (same schedule, same random streams: identical weights).
     keep_epochs: bool = arg(False, "With --with-devel: also write OUTPUT/epoch-K after every epoch K, each "
@@ -162,6 +169,14 @@ class ScratchArgs(TrainingArgs):
             raise MambanerError(f"--keep-empty names corpora that are not trained on: {', '.join(unknown)}.")
         if any(not 0 < share <= 1 for share in self.keep_empty.values()):
             raise MambanerError("--keep-empty NAME=SHARE needs a share above 0 and at most 1.")
+        unknown = sorted(set(self.unmarked) - set(self.datasets))
+        if unknown:
+            raise MambanerError(f"--unmarked names corpora that are not trained on: {', '.join(unknown)}.")
+        for name, types in self.unmarked.items():
+            extra = sorted(set(types) - set(corpus(name).annotates))
+            if extra:
+                raise MambanerError(f"--unmarked {name}={extra[0]}: {name} marks only "
+                                    f"{', '.join(corpus(name).annotates)}.")
         if self.conventions and (self.train_files or len(self.datasets) < 2):
             raise MambanerError("--conventions tells corpora apart: give two or more --dataset and no --train.")
         if self.shared_convention and not self.conventions:

@@ -111,6 +111,9 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     # With an encoder, its vocabularies: its word vectors and character table are what it learnt.
     words, chars = (encoder.words, encoder.chars) if encoder else build_vocabularies(train, args.min_word_count)
     marks = corpus_marks(args, labels)
+    if args.unmarked:  # their mentions of the types they are read as not marking become O: unknown to the loss
+        train = [(tokens, only_types(tags, marks[c])) for (tokens, tags), c in zip(train, train_corpora)]
+        dev = [(tokens, only_types(tags, marks[c])) for (tokens, tags), c in zip(dev, corpus_ids["devel"])]
     lexicon, train_codes = None, None
     if args.lexicon_dim:
         lexicon, train_codes = lexicon_and_codes(args, train, train_corpora, marks)
@@ -157,12 +160,13 @@ def keeps_sentence(sentence: Sentence, index: int, share: float) -> bool:
 
 
 def corpus_marks(args: ScratchArgs, labels: list[str]) -> list[tuple[str, ...]] | None:
-    """Per --dataset, the entity types it marks, when some corpus does not mark every type of ``labels``
+    """Per --dataset, the entity types it marks (less those --unmarked names), when some corpus does not mark every type of ``labels``
     (then training uses partial labels); else None (the plain CRF loss)."""
     if args.train_files:
         return None
     types = {label[2:] for label in labels if label != "O"}
-    marks = [corpus(name).annotates for name in args.datasets]
+    marks = [tuple(t for t in corpus(name).annotates if t not in args.unmarked.get(name, ()))
+             for name in args.datasets]
     return marks if any(not types <= set(m) for m in marks) else None
 
 
@@ -436,6 +440,10 @@ def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters
             "(`CRF.partial_neg_log_likelihood`). PubTator corpora are split into sentences and tokens by "
             "mambaner's splitter; a corpus without a devel file has one carved from train (one document in ten "
             "by the SHA-256 of its id).")
+    if args.unmarked:
+        lines.append("- Read as not marking a type (`--unmarked`; its mentions of the type not learned, where it "
+                     "says O the type stays possible): " + "; ".join(
+                         f"{name}: {', '.join(types)}" for name, types in args.unmarked.items()) + ".")
     if args.keep_empty:
         lines.append("- Training sentences without a mention kept (`--keep-empty`): " + ", ".join(
             f"{name} {share:.0%}" for name, share in args.keep_empty.items()) + ", chosen by a hash.")

@@ -70,6 +70,18 @@ def parse_name_shares(values: tuple[str, ...], option: str) -> dict[str, float]:
     return shares
 
 
+def parse_name_types(values: tuple[str, ...], option: str) -> dict[str, tuple[str, ...]]:
+    """``("tmvar3=Species",)`` → ``{"tmvar3": ("Species",)}`` (a name may come more than once); a usage error
+    names the value that is not NAME=TYPE."""
+    named: dict[str, tuple[str, ...]] = {}
+    for value in values:
+        name, _, entity_type = value.partition("=")
+        if not name or not entity_type:
+            raise click.BadParameter(f"{value!r} is not NAME=TYPE (e.g. tmvar3=Species)", param_hint=option)
+        named[name] = named.get(name, ()) + (entity_type,)
+    return named
+
+
 def options_from(cls: type, skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
     """A decorator adding one Click option per field of dataclass ``cls`` (but those with ``cli=False``
     and those in ``skip``), with the field's default, help text and range."""
@@ -113,6 +125,8 @@ def args_from(cls: type, options: dict[str, Any], **extra: Any) -> Any:
             value = parse_name_counts(value, meta.get("option", "--" + field.name))
         elif meta.get("parse") == "name=share":
             value = parse_name_shares(value, meta.get("option", "--" + field.name))
+        elif meta.get("parse") == "name=type":
+            value = parse_name_types(value, meta.get("option", "--" + field.name))
         elif isinstance(value, tuple):
             value = list(value)
         values[field.name] = value
