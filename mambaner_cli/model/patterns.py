@@ -37,6 +37,8 @@ _VARIANT_SOURCES = (
     # DNA substitution: c.671G>A, 1242G>T, -308G>A, IVS8+4A>G, IVSII-1(G>A), -369(C>G)
     f"{_WHERE}~{_NT}~{_ARROW}~{_NT}",
     fr"{_WHERE}~\(~{_NT}~{_ARROW}~{_NT}~\)",
+    # two alleles at a position: IVS19-37G/C, c.410+5G/A, -1001C/T
+    f"{_WHERE}~{_NT}~/~{_NT}",
     # deletion, insertion, duplication: 3097delG, c.399_402delAGAG, 1308_1316dup9, c.370-371insA (written
     # against the position: "90 del 13 bp" is prose, the network's to find)
     f"{_WHERE}(?:delins|del|ins|dup)(?:~[ACGTacgt]+|\\d+)?",
@@ -47,6 +49,8 @@ _VARIANT_SOURCES = (
     fr"{_AA1}\d{{2,}}(?:{_AA1}|{_STOP})(?:~/~[ACGT])?",  # G1915T/A: two alternative alleles
     # protein, three-letter codes: His158Arg, Arg 3500 Gln, p.Arg153X
     fr"(?:p~\.~)?(?:\(~{_AA3}~\d+~(?:{_AA3}|{_STOP})~\)|{_AA3}~\d+~(?:{_AA3}|{_STOP}))",
+    # residue change without a position, written with an arrow: Gly-->Ser, Val->Ala
+    f"{_AA3}~{_ARROW}~(?:{_AA3}|{_STOP})",
     # frameshift: p.S124fsX127, p.Cys817ValfsX15, p.T3708fs3769
     fr"(?:p~\.~)?(?:{_AA3}|{_AA1})\d+(?:{_AA3}|{_AA1})?fs~(?:{_STOP}~)?\d*",
     # deleted residue: F508del, p.Phe508del, delta F508, ΔF508
@@ -57,8 +61,8 @@ _VARIANT_SOURCES = (
 # whole tokens only: a match starts at the start of a token and ends at the end of one
 _VARIANT_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _VARIANT_SOURCES).replace("~", " ?")
                               + r")(?!\S)")
-# Every pattern above has a digit, and beside it a letter (V600E, 3097delG, rs123), an arrow (671 G > A), or a
-# three-letter amino acid or "rs" and a space (Arg 3500 Gln, rs 123): cheap tests that most sentences fail,
+# Every pattern above has an arrow (671 G > A, Gly-->Ser), or a digit and beside it a letter (V600E, 3097delG,
+# rs123) or a three-letter amino acid or "rs" and a space (Arg 3500 Gln, rs 123): cheap tests that most sentences fail,
 # so that the whole pattern (39 us a BC5CDR sentence when run on all of them) runs on few: add_variant_mentions
 # then took 11-20 us a sentence over BC5CDR's 13,938 (throwaway timings on a busy machine, README, Performance).
 _DIGIT = re.compile(r"\d")
@@ -67,8 +71,9 @@ _WORD_DIGIT = re.compile(r"(?:[A-Z][a-z][a-z]|rs) [0-9]")
 
 
 def _may_have_variant(text: str) -> bool:
-    return bool(_DIGIT.search(text)) and (">" in text or "→" in text or bool(_LETTER_DIGIT.search(text))
-                                          or bool(_WORD_DIGIT.search(text)))
+    if ">" in text or "→" in text:  # rare in prose; an arrow needs no digit (Gly-->Ser)
+        return True
+    return bool(_DIGIT.search(text)) and (bool(_LETTER_DIGIT.search(text)) or bool(_WORD_DIGIT.search(text)))
 
 
 def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
