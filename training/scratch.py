@@ -160,8 +160,8 @@ def keeps_sentence(sentence: Sentence, index: int, share: float) -> bool:
 
 
 def corpus_marks(args: ScratchArgs, labels: list[str]) -> list[tuple[str, ...]] | None:
-    """Per --dataset, the entity types it marks (less those --unmarked names), when some corpus does not mark every type of ``labels``
-    (then training uses partial labels); else None (the plain CRF loss)."""
+    """Per --dataset, the entity types it marks (less those --unmarked names), when some corpus does not mark
+    every type of ``labels`` (then training uses partial labels); else None (the plain CRF loss)."""
     if args.train_files:
         return None
     types = {label[2:] for label in labels if label != "O"}

@@ -61,19 +61,21 @@ _VARIANT_SOURCES = (
 # whole tokens only: a match starts at the start of a token and ends at the end of one
 _VARIANT_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _VARIANT_SOURCES).replace("~", " ?")
                               + r")(?!\S)")
-# Every pattern above has an arrow (671 G > A, Gly-->Ser), or a digit and beside it a letter (V600E, 3097delG,
-# rs123) or a three-letter amino acid or "rs" and a space (Arg 3500 Gln, rs 123): cheap tests that most sentences fail,
-# so that the whole pattern (39 us a BC5CDR sentence when run on all of them) runs on few: add_variant_mentions
+# Every pattern above has a digit, and beside it a letter (V600E, 3097delG, rs123), an arrow (671 G > A), or a
+# three-letter amino acid or "rs" and a space (Arg 3500 Gln, rs 123) — bar a residue change with an arrow and no
+# position (Gly-->Ser), tested only where the text has an arrow: cheap tests that most sentences fail, so that the whole pattern (39 us a BC5CDR sentence when run on all of them) runs on few: add_variant_mentions
 # then took 11-20 us a sentence over BC5CDR's 13,938 (throwaway timings on a busy machine, README, Performance).
 _DIGIT = re.compile(r"\d")
 _LETTER_DIGIT = re.compile(r"[A-Za-z][0-9]|[0-9][A-Za-z]")
 _WORD_DIGIT = re.compile(r"(?:[A-Z][a-z][a-z]|rs) [0-9]")
+_RESIDUE_ARROW = re.compile(r"[A-Z][a-z][a-z] (?:- ){0,2}[>→]")  # Gly - - > Ser: tokens joined by spaces
 
 
 def _may_have_variant(text: str) -> bool:
-    if ">" in text or "→" in text:  # rare in prose; an arrow needs no digit (Gly-->Ser)
-        return True
-    return bool(_DIGIT.search(text)) and (bool(_LETTER_DIGIT.search(text)) or bool(_WORD_DIGIT.search(text)))
+    arrow = ">" in text or "→" in text
+    if _DIGIT.search(text):
+        return arrow or bool(_LETTER_DIGIT.search(text)) or bool(_WORD_DIGIT.search(text))
+    return arrow and bool(_RESIDUE_ARROW.search(text))
 
 
 def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
