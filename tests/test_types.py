@@ -12,8 +12,10 @@ from click.testing import CliRunner
 from lxml import etree
 
 from mambaner_cli.cli import cli
+from mambaner_cli.document import make_document
 from mambaner_cli.errors import MambanerUsageError
 from mambaner_cli.runtime import run as tag_runtime
+from mambaner_cli.runtime.pipeline import tag_chunk
 from mambaner_cli.runtime.run import TagOptions, TypeFilter, run_tag_job, select_types
 from tests.tiny_models import write_tiny_model
 
@@ -166,7 +168,10 @@ class FixedTagger:
 def test_the_filter_drops_whole_mentions_and_keeps_the_rest_as_they_are():
     tagger = FixedTagger(["B-Gene", "I-Gene", "B-Disease", "I-Disease", "O", "B-Gene"])
     only = TypeFilter(tagger, select_types(["Disease"], tagger))
-    assert only.tag([["w"] * 6]) == [(["O", "O", "B-Disease", "I-Disease", "O", "O"], [0.5] * 6)]
+    doc = make_document("1", "aa bb cc dd ee ff", None)
+    tag_chunk([doc], only, batch_size=8)
+    assert doc.sentences[0].tags == ["O", "O", "B-Disease", "I-Disease", "O", "O"]
+    assert [(span.text, span.label, span.score) for span in doc.annotations] == [("cc dd", "Disease", 0.5)]
     assert (only.name, only.label, only.labels) == ("fixed", "fixed", ["O", "B-Disease", "I-Disease"])
     assert select_types(["gene", "Gene", "disease"], tagger) == ("Gene", "Disease")  # once each, model's spelling
     with pytest.raises(MambanerUsageError, match="does not tag Chemical; it tags Gene, Disease"):
@@ -178,5 +183,6 @@ def test_every_run_loads_its_model_through_the_one_filter(monkeypatch, multitype
     tagger = tag_runtime._load_tagger(TagOptions(output="-", model=str(multitype_model), device="cpu",
                                                  types=("Gene",), threads=1))
     assert isinstance(tagger, TypeFilter) and tagger.types == {"Gene"}
-    (tags, _), = tagger.tag([NOTE.split()])
-    assert {tag[2:] for tag in tags if tag != "O"} <= {"Gene"}
+    doc = make_document("1", NOTE, None)
+    tag_chunk([doc], tagger, batch_size=8)
+    assert {tag[2:] for s in doc.sentences for tag in s.tags if tag != "O"} <= {"Gene"}

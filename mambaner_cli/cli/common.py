@@ -64,7 +64,8 @@ def model_options(function: Callable) -> Callable:
     function = click.option("--network-only", is_flag=True,
                             help="Tag with the network alone, without the rules beside it: variants written in "
                                  "standard notation (c.671G>A, p.V600E, rs2297882) found by patterns, mentions cut "
-                                 "at an unmatched bracket.")(function)
+                                 "at an unmatched bracket, short forms defined in a document (\"nitroglycerin "
+                                 "(NTG)\") given their long form's type.")(function)
     function = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                             show_default=True, help="Where the model runs; auto picks CUDA when there is a GPU.")(function)
     function = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,

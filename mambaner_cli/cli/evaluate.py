@@ -68,7 +68,7 @@ def show_evaluation(result: dict, console) -> None:
     if result.get("convention"):
         console.print(f"convention {result['convention']}: {result['convention_source']}", markup=False)
     if result.get("network_only"):
-        console.print("network only: no run-time rules (variant patterns, bracket cuts)", markup=False)
+        console.print("network only: no run-time rules (variant patterns, bracket cuts, short forms)", markup=False)
     if result.get("not_scored_types"):
         console.print(f"not scored ({result['dataset']} does not annotate them): predictions of "
                       f"{', '.join(result['not_scored_types'])}", markup=False)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from queue import Full, Queue
 from typing import TypeVar
 
-from mambaner_cli.document import Document
+from mambaner_cli.document import Document, Sentence
 from mambaner_cli.errors import ReadError
 from mambaner_cli.runtime.sentence_tagger import SentenceTagger, TaggedSentence
 from mambaner_cli.runtime.spans import spans_from_tags
@@ -66,7 +66,17 @@ def tag_chunk(documents: list[Document], tagger: SentenceTagger, batch_size: int
 def tag_segmented(documents: list[Document], tagger: SentenceTagger, batch_size: int) -> None:
     """Tag documents already cut into sentences (:func:`segment_document`), in place."""
     tokens = sentence_tokens(documents)
-    apply_tags(documents, tagger.tag(tokens, batch_size=batch_size))
+    apply_tags(documents, tagger.tag(tokens, batch_size=batch_size), document_step(tagger))
+
+
+DocumentStep = Callable[[str, list[Sentence], list[list[float]]], None]
+
+
+def document_step(tagger: SentenceTagger) -> DocumentStep | None:
+    """What a tagger does to a whole document once its sentences are tagged (``finish_document``: the
+    scratch recipe's document-level rule, a type filter), or None: a step the pipeline runs, since only it
+    sees whole documents, where a tagger sees sentences from many at once."""
+    return getattr(tagger, "finish_document", None)
 
 
 def sentence_tokens(documents: list[Document]) -> list[list[str]]:
@@ -74,15 +84,20 @@ def sentence_tokens(documents: list[Document]) -> list[list[str]]:
     return [[token.text for token in s.tokens] for doc in documents for s in doc.sentences if s.tokens]
 
 
-def apply_tags(documents: list[Document], tagged: list[TaggedSentence]) -> None:
-    """Put the tags of :func:`sentence_tokens`' sentences (in its order) on them and build each passage's
+def apply_tags(documents: list[Document], tagged: list[TaggedSentence], finish: DocumentStep | None = None
+               ) -> None:
+    """Put the tags of :func:`sentence_tokens`' sentences (in its order) on them, run ``finish`` on each
+    document (:func:`document_step`: it may change tags and confidences in place) and build each passage's
     annotations, in place."""
     sentences = [sentence for doc in documents for sentence in doc.sentences if sentence.tokens]
     for sentence, (tags, _) in zip(sentences, tagged, strict=True):
-        sentence.tags = tags
-    scores = {id(s): sc for s, (_, sc) in zip(sentences, tagged)}
+        sentence.tags = list(tags)
+    scores = {id(s): list(sc) for s, (_, sc) in zip(sentences, tagged)}
     for doc in documents:
         text = doc.text
+        if finish is not None:
+            with_tokens = [sentence for sentence in doc.sentences if sentence.tokens]
+            finish(text, with_tokens, [scores[id(sentence)] for sentence in with_tokens])
         for passage in doc.passages:
             passage.annotations = []
             for sentence in passage.sentences:
@@ -179,8 +194,10 @@ def tag_documents(items: Iterable[Document | ReadError], tagger: SentenceTagger,
         chunks = in_background(chunks, prefetch)
     in_flight: deque[tuple[list[Document], Future]] = deque()
 
+    finish_document = document_step(tagger)
+
     def finish(documents: list[Document], tagged: list[TaggedSentence]) -> Iterator[Document]:
-        apply_tags(documents, tagged)
+        apply_tags(documents, tagged, finish_document)
         for doc in documents:
             summary.documents += 1
             summary.sentences += len(doc.sentences)

@@ -18,13 +18,19 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mambaner_cli import formats
-from mambaner_cli.document import Document
+from mambaner_cli.document import Document, Sentence
 from mambaner_cli.errors import MambanerError, MambanerUsageError, ReadError
 from mambaner_cli.fetch.source import PubmedOptions, PubmedSource
 from mambaner_cli.metrics import only_types
 from mambaner_cli.readers import expand_inputs, iter_documents
 from mambaner_cli.readers.text import check_decoding
-from mambaner_cli.runtime.pipeline import RunSummary, SentenceTagger, tag_documents, tagger_types
+from mambaner_cli.runtime.pipeline import (
+    RunSummary,
+    SentenceTagger,
+    document_step,
+    tag_documents,
+    tagger_types,
+)
 from mambaner_cli.runtime.sentence_tagger import TaggedSentence
 from mambaner_cli.runtime.workers import SentenceWorkers, worker_pool
 from mambaner_cli.writers import check_output, open_writer, output_format, output_target
@@ -57,7 +63,7 @@ class TagOptions:
     batch_size: int = 32
     device: str = "auto"
     convention: str | None = None  # None: the model's default annotation convention
-    # the run-time rules beside the network (runtime/tagger.py: variant patterns, bracket cuts); False: --network-only
+    # the run-time rules beside the network (runtime/tagger.py: variant patterns, bracket cuts, short forms); False: --network-only
     rules: bool = True
     # only mentions of these entity types, each one the model tags (checked when the model loads); (): all
     types: tuple[str, ...] = ()
@@ -346,7 +352,11 @@ def select_types(requested: Sequence[str], tagger: SentenceTagger) -> tuple[str,
 
 class TypeFilter:
     """A :class:`SentenceTagger` that passes on only the mentions of some types: tags of the others read
-    as ``O`` before spans are built, so every output format (and every count) sees the same mentions."""
+    as ``O`` before spans are built, so every output format (and every count) sees the same mentions.
+
+    The filter runs on whole documents (:meth:`finish_document`, after the model's own document rule), not
+    on sentences: a short form takes the type of its long form even where that type is filtered out, so the
+    mentions kept are those of an unfiltered run."""
 
     def __init__(self, tagger: SentenceTagger, types: Sequence[str]) -> None:
         self.tagger = tagger
@@ -364,7 +374,14 @@ class TypeFilter:
         return self.tagger.num_parameters
 
     def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[TaggedSentence]:
-        return [(only_types(tags, self.types), scores) for tags, scores in self.tagger.tag(sentences, batch_size)]
+        return self.tagger.tag(sentences, batch_size)  # every type: finish_document filters
+
+    def finish_document(self, text: str, sentences: list[Sentence], scores: list[list[float]]) -> None:
+        inner = document_step(self.tagger)
+        if inner is not None:
+            inner(text, sentences, scores)
+        for sentence in sentences:
+            sentence.tags = only_types(sentence.tags, self.types)
 
 
 def tag_to_file(items: Iterable[Document | ReadError], tagger: SentenceTagger, output: str, fmt: str,

@@ -30,6 +30,10 @@ class SentenceTagger(Protocol):
         """Tags and confidences for each tokenized sentence, in the order given."""
         ...
 
+    # Optional, and so not part of the Protocol: ``finish_document(text, sentences, scores)``, a step on
+    # one whole document once its sentences are tagged, changing their tags and confidences in place (the
+    # pipeline runs it: pipeline.document_step).
+
 
 def model_label(name: str, convention: str | None) -> str:
     """What outputs record as the tagging model: its name, and the convention it tags by, if any."""

@@ -38,14 +38,7 @@ def split_unbalanced_brackets(tokens: Sequence[str], tags: Sequence[str]) -> lis
     +0.08 / +0.05; extending to the closing bracket: +0.02 / +0.00) and left the disease model's devel
     figures as they were (README, Benchmark)."""
     result = list(tags)
-    start = 0
-    while start < len(result):
-        if not result[start].startswith("B-"):
-            start += 1
-            continue
-        end = start + 1
-        while end < len(result) and result[end] == "I-" + result[start][2:]:
-            end += 1
+    for start, end, kind in mention_bounds(tags):
         open_positions: list[int] = []
         unmatched: list[int] = []
         for position in range(start, end):
@@ -59,13 +52,27 @@ def split_unbalanced_brackets(tokens: Sequence[str], tags: Sequence[str]) -> lis
                     unmatched.append(position)
         cuts = sorted(unmatched + open_positions)
         if cuts:
-            kind = result[start][2:]
             result[start:end] = ["O"] * (end - start)
             for first, last in zip([start - 1, *cuts], [*cuts, end]):
                 if last > first + 1:
                     result[first + 1:last] = [f"B-{kind}"] + [f"I-{kind}"] * (last - first - 2)
-        start = end
     return result
+
+
+def mention_bounds(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(first token, one past the last token, type) of each mention of valid IOB2 tags."""
+    found: list[tuple[int, int, str]] = []
+    start = 0
+    while start < len(tags):
+        if not tags[start].startswith("B-"):
+            start += 1
+            continue
+        end = start + 1
+        while end < len(tags) and tags[end] == "I-" + tags[start][2:]:
+            end += 1
+        found.append((start, end, tags[start][2:]))
+        start = end
+    return found
 
 
 def spans_from_tags(text: str, tokens: Sequence[Token], tags: Sequence[str], scores: Sequence[float],

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 
+from mambaner_cli.document import Sentence
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.features import Vocabulary, encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.model.patterns import VARIANT, add_variant_mentions
+from mambaner_cli.runtime.abbreviations import propagate_abbreviations
 from mambaner_cli.runtime.device import pick_device
 from mambaner_cli.runtime.model_dir import SCRATCH_WINDOW, load_scratch
 from mambaner_cli.runtime.sentence_tagger import TaggedSentence, model_label, windows
@@ -49,10 +51,13 @@ class Tagger:
         self.convention_id: int | None = None
         # The run-time rules beside the network, on for a loaded model (from_model_dir) and off for the
         # networks that training scores (an epoch is chosen on the network): mentions cut at an unmatched
-        # bracket (runtime/spans.py), and, for a model that tags variants, the variant mentions in standard
-        # notation (model/patterns.py).
+        # bracket (runtime/spans.py), for a model that tags variants the variant mentions in standard
+        # notation (model/patterns.py),
         self.split_brackets = rules
         self.variant_patterns = rules and f"B-{VARIANT}" in self.labels
+        # and, once a document's sentences are tagged (finish_document), its defined short forms take the
+        # type of their long forms (runtime/abbreviations.py)
+        self.abbreviations = rules
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: dict, device: str = "auto", convention: str | None = None,
@@ -112,6 +117,13 @@ class Tagger:
                 tags, scores = with_variant_patterns(tokens, tags, scores)
             tagged.append((tags, scores))
         return tagged
+
+
+    def finish_document(self, text: str, sentences: list[Sentence], scores: list[list[float]]) -> None:
+        """The document-level rule, run by the pipeline on each document once its sentences are tagged
+        (tags and confidences changed in place): defined short forms take their long forms' type."""
+        if self.abbreviations:
+            propagate_abbreviations(text, sentences, scores)
 
 
 def with_variant_patterns(tokens: Sequence[str], tags: list[str], scores: list[float]) -> TaggedSentence:
