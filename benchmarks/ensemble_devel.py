@@ -14,53 +14,14 @@ import argparse
 import json
 
 import numpy as np
-import torch
+from mambaner_cli.training.pseudo import marginals, posterior_tags
 
 from mambaner_cli.corpora import corpus, sentences
 from mambaner_cli.metrics import entity_scores, only_types
-from mambaner_cli.model.features import encode_batch
-from mambaner_cli.model.modules.crf import constrained_viterbi
 from mambaner_cli.runtime.device import set_threads
 from mambaner_cli.runtime.load import load_tagger
-from mambaner_cli.runtime.spans import repair_iob
-from mambaner_cli.runtime.tagger import Tagger
 
 DISEASE_CORPORA = ("ncbi", "bc5cdr-disease")
-
-
-@torch.inference_mode()
-def marginals(tagger: Tagger, token_lists: list[list[str]], batch_size: int = 64) -> list[np.ndarray]:
-    """Per sentence, the [length, tags] CRF marginals of ``tagger``'s network (whole sentences, no windows)."""
-    model = tagger.model
-    order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
-    out: list[np.ndarray] = [np.zeros((0, len(tagger.labels)))] * len(token_lists)
-    for first in range(0, len(order), batch_size):
-        batch = [i for i in order[first:first + batch_size] if token_lists[i]]
-        if not batch:
-            continue
-        tokens = [token_lists[i] for i in batch]
-        codes = [tagger.lexicon.match(t) for t in tokens] if tagger.lexicon is not None else None
-        features = encode_batch(tokens, tagger.words, tagger.chars, model.config.max_word_len, codes)
-        if model.config.conventions:
-            features["convention_ids"] = torch.full((len(tokens),), tagger.convention_id, dtype=torch.long)
-        emissions = model.forward(**features, infer=True).float()
-        probabilities = model.crf.marginals(emissions, features["mask"].bool()).numpy()
-        for row, i in enumerate(batch):
-            out[i] = probabilities[row, :len(token_lists[i])]
-    return out
-
-
-def posterior_tags(probabilities: list[np.ndarray], labels: list[str]) -> list[list[str]]:
-    """The valid IOB2 path of highest summed log marginal, per sentence."""
-    tags: list[list[str]] = []
-    for p in probabilities:
-        if len(p) == 0:
-            tags.append([])
-            continue
-        log_p = torch.from_numpy(np.log(np.clip(p, 1e-12, 1.0))).float()[None]
-        path = constrained_viterbi(log_p, torch.ones(1, len(p), dtype=torch.bool), labels)[0]
-        tags.append(repair_iob([labels[i] for i in path]))
-    return tags
 
 
 def score(gold: list[list[str]], predicted: list[list[str]], types: tuple[str, ...]) -> float:

@@ -146,6 +146,12 @@ class ScratchArgs(TrainingArgs):
                                                     "are not learned, and where it says O, TYPE stays possible "
                                                     "(partial labels).", factory=dict, option="--unmarked",
                                                metavar="NAME=TYPE", parse="name=type")
+    # Machine-tagged sentences (`mambaner train pseudo-label`: an ensemble's confident tags of unlabeled
+    # text) added to the training data as one more corpus that marks every type: a distilled student.
+    pseudo_files: list[str] = arg(help="CoNLL file of pseudo-labelled sentences (`mambaner train pseudo-label`) "
+                                       "added to the training data as a corpus that marks every type; never "
+                                       "devel or test (repeat for several files).",
+                                  factory=list, option="--pseudo", path="file")
     # With --with-devel: also write the model after every epoch up to it, as OUT/epoch-K, each the model a
     # `--with-devel K` run would write (same schedule, same random streams: identical weights).
     keep_epochs: bool = arg(False, "With --with-devel: also write OUTPUT/epoch-K after every epoch K, each "
@@ -177,6 +183,10 @@ class ScratchArgs(TrainingArgs):
             if extra:
                 raise MambanerError(f"--unmarked {name}={extra[0]}: {name} marks only "
                                     f"{', '.join(corpus(name).annotates)}.")
+        self.pseudo_files = list(self.pseudo_files)
+        if self.pseudo_files and (self.train_files or self.conventions):
+            raise MambanerError("--pseudo adds a corpus to --dataset corpora without --conventions (pseudo-labels "
+                                "follow no corpus's convention): not with --train or --conventions.")
         if self.conventions and (self.train_files or len(self.datasets) < 2):
             raise MambanerError("--conventions tells corpora apart: give two or more --dataset and no --train.")
         if self.shared_convention and not self.conventions:

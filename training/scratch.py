@@ -32,7 +32,7 @@ from mambaner_cli.training.loop import (
 )
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from mambaner_cli.corpora import Sentence, corpus
+from mambaner_cli.corpora import Sentence, corpus, read_conll
 from mambaner_cli.metrics import entity_scores, only_types
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.conventions import SHARED_CONVENTION
@@ -98,6 +98,11 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
         log(f"kept {len(kept):,} of {len(train):,} training sentences (--keep-empty)")
         train = [train[i] for i in kept]
         corpus_ids["train"] = [corpus_ids["train"][i] for i in kept]
+    if args.pseudo_files:  # one more corpus, after the --dataset ones: it marks every type
+        pseudo = [sentence for path in args.pseudo_files for sentence in read_conll(path)]
+        log(f"{len(pseudo):,} pseudo-labelled training sentences (--pseudo)")
+        train = train + pseudo
+        corpus_ids["train"] = corpus_ids["train"] + [len(args.datasets)] * len(pseudo)
     train_corpora = corpus_ids.get("train")
     if args.with_devel:  # the final-model protocol: devel becomes training data
         train = train + dev
@@ -111,6 +116,8 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     # With an encoder, its vocabularies: its word vectors and character table are what it learnt.
     words, chars = (encoder.words, encoder.chars) if encoder else build_vocabularies(train, args.min_word_count)
     marks = corpus_marks(args, labels)
+    if marks is not None and args.pseudo_files:
+        marks = marks + [tuple(label[2:] for label in labels if label.startswith("B-"))]
     if args.unmarked:  # their mentions of the types they are read as not marking become O: unknown to the loss
         train = [(tokens, only_types(tags, marks[c])) for (tokens, tags), c in zip(train, train_corpora)]
         dev = [(tokens, only_types(tags, marks[c])) for (tokens, tags), c in zip(dev, corpus_ids["devel"])]
@@ -119,7 +126,7 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
         lexicon, train_codes = lexicon_and_codes(args, train, train_corpora, marks)
         log(f"lexicon: {len(lexicon):,} names; training codes cross-fitted over {args.lexicon_folds} folds")
     if args.repeats:
-        times = [args.repeats.get(name, 1) for name in args.datasets]
+        times = [args.repeats.get(name, 1) for name in args.datasets] + [1]  # pseudo-labels once
         copies = [i for i, corpus in enumerate(train_corpora) for _ in range(times[corpus])]
         train = [train[i] for i in copies]
         train_codes = [train_codes[i] for i in copies] if train_codes is not None else None
@@ -130,8 +137,9 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     if marks is not None:
         train_marks = [marks[corpus] for corpus in train_corpora]
         dev_marks = [marks[corpus] for corpus in corpus_ids["devel"]]
+        names = [*args.datasets, "pseudo-labels"] if args.pseudo_files else args.datasets
         log("partial labels: " + "; ".join(f"{name} marks {', '.join(types)}"
-                                           for name, types in zip(args.datasets, marks)))
+                                           for name, types in zip(names, marks, strict=True)))
     # devel chooses the epoch under the convention users get by default: each corpus's own, or `shared`
     dev_conventions = None
     if conventions:
@@ -178,9 +186,11 @@ def lexicon_and_codes(args: ScratchArgs, train: list[Sentence], train_corpora: l
     that whole lexicon, which never saw their (unmarked) diseases."""
     from mambaner_cli.training.lexicon import build_lexicon, cross_fitted_codes
 
-    if marks is None:
+    gold = len(args.datasets)  # corpora from this index on are pseudo-labels: the lexicon never learns from them
+    if marks is None and not args.pseudo_files:
         return LexiconMatcher.from_list(build_lexicon(train)), cross_fitted_codes(train, folds=args.lexicon_folds)
-    marking = [i for i, corpus in enumerate(train_corpora) if "Disease" in marks[corpus]]
+    marking = [i for i, corpus in enumerate(train_corpora)
+               if corpus < gold and (marks is None or "Disease" in marks[corpus])]
     diseases = [(train[i][0], only_types(train[i][1], ("Disease",))) for i in marking]
     lexicon = LexiconMatcher.from_list(build_lexicon(diseases))
     codes: list[list[int] | None] = [None] * len(train)
@@ -444,6 +454,10 @@ def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters
         lines.append("- Read as not marking a type (`--unmarked`; its mentions of the type not learned, where it "
                      "says O the type stays possible): " + "; ".join(
                          f"{name}: {', '.join(types)}" for name, types in args.unmarked.items()) + ".")
+    if args.pseudo_files:
+        lines.append("- Pseudo-labelled sentences (`--pseudo`: an ensemble's confident tags of unlabeled text, "
+                     "`mambaner train pseudo-label`), read as a corpus that marks every type: "
+                     + ", ".join(args.pseudo_files) + ".")
     if args.keep_empty:
         lines.append("- Training sentences without a mention kept (`--keep-empty`): " + ", ".join(
             f"{name} {share:.0%}" for name, share in args.keep_empty.items()) + ", chosen by a hash.")

@@ -86,3 +86,50 @@ def pack(source: str, output: str) -> None:
     sizes = pack_directory(Path(source), Path(output))
     stderr_console().print(f"{output}: weights {sizes['before'] / 2**20:.1f} MB → {sizes['after'] / 2**20:.1f} MB",
                            markup=False)
+
+
+@train.command("pseudo-label")
+@click.option("--model", "models", multiple=True, required=True, metavar="NAME|DIR",
+              help="A teacher: a shipped tagger or a model directory of the scratch recipe (repeat: the "
+                   "ensemble averages their CRF marginals; the models must share their labels).")
+@click.option("--text", "text_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Tokenized text, one sentence a line, tokens separated by spaces (repeat for several files). "
+                   "Default: the data folder's unlabeled sentences. Sentences of the corpora's devel and test "
+                   "splits (those in the data folder) are left out.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Corpus folder (default: $MAMBANER_DATA, else ~/.cache/mambaner/data).")
+@click.option("--max-sentences", type=click.IntRange(1), default=20000, show_default=True,
+              help="Tag at most this many sentences (the first of 5-100 tokens, in file order, that are in no "
+                   "devel or test split).")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.9, show_default=True,
+              help="Keep a sentence only if every token's averaged marginal of its tag reaches this.")
+@click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: one per physical core).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="CoNLL file to write (token<TAB>tag; for `train scratch --pseudo`).")
+def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir: str | None, max_sentences: int,
+                 min_confidence: float, threads: int, output: str) -> None:
+    """Tag unlabeled sentences with an ensemble of models and keep those it is sure of: the training data of
+    a distilled student (`train scratch --pseudo OUTPUT`)."""
+    from mambaner_cli.corpora import UNLABELED_FILE, resolve_data_dir
+    from mambaner_cli.errors import MambanerUsageError
+    from mambaner_cli.runtime.device import set_threads
+    from mambaner_cli.runtime.load import load_tagger
+    from mambaner_cli.runtime.tagger import Tagger
+    from mambaner_cli.training.pseudo import conll_text, held_out_keys, pseudo_label, read_unlabeled
+    from mambaner_cli.writers import atomic_output, check_output
+
+    check_output(output)
+    set_threads(threads)
+    taggers = [load_tagger(model, device="cpu", rules=False) for model in models]  # the networks: what a student copies
+    for model, tagger in zip(models, taggers):
+        if not isinstance(tagger, Tagger):
+            raise MambanerUsageError(f"--model {model}: pseudo-labels come from the scratch recipe's models")
+    held_out = held_out_keys(data_dir)  # the corpora's devel and test sentences, never pseudo-labelled
+    sentences = read_unlabeled(text_files or [resolve_data_dir(data_dir) / UNLABELED_FILE], max_sentences,
+                               exclude=held_out)
+    kept = pseudo_label(taggers, sentences, min_confidence)
+    with atomic_output(output) as stream:
+        stream.write(conll_text(kept).encode("utf-8"))
+    mentions = sum(tag.startswith("B-") for _, tags in kept for tag in tags)
+    stderr_console().print(f"{output}: {len(kept):,} of {len(sentences):,} sentences kept (min confidence "
+                           f"{min_confidence}), {mentions:,} mentions", markup=False)

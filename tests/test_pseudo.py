@@ -1,0 +1,146 @@
+"""Pseudo-labels for distillation: the ensemble's sure sentences, and a student that trains on them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mambaner_cli.training.args import ScratchArgs
+from mambaner_cli.training.pseudo import (
+    conll_text,
+    ensemble_marginals,
+    marginals,
+    posterior_tags,
+    pseudo_label,
+    read_unlabeled,
+)
+from mambaner_cli.training.scratch import prepare_data
+
+from mambaner_cli.cli import cli
+from mambaner_cli.corpora import read_conll
+from mambaner_cli.errors import MambanerError
+from mambaner_cli.runtime.load import load_tagger
+from tests.test_multitype import data  # noqa: F401 (a fixture: NCBI IOB files and a Species-800 PubTator corpus)
+from tests.tiny_models import write_tiny_model
+
+SENTENCES = [["Patients", "with", "gout", "and", "BRCA1", "carriers", "were", "seen", "."],
+             ["Mice", "lacking", "Apc", "develop", "tumours", "early", "."],
+             ["No", "mention", "here", "at", "all", "."]]
+
+
+@pytest.fixture
+def teachers(tmp_path):
+    return [load_tagger(write_tiny_model(tmp_path / f"t{seed}", seed=seed), device="cpu", rules=False)
+            for seed in (1, 2)]
+
+
+def test_the_ensemble_averages_its_members_marginals(teachers):
+    averaged = ensemble_marginals(teachers, SENTENCES)
+    one, two = (marginals(t, SENTENCES) for t in teachers)
+    for a, b, mean in zip(one, two, averaged, strict=True):
+        np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-6)
+        np.testing.assert_allclose(mean.sum(1), 1.0, rtol=1e-4)  # marginals: a distribution per token
+
+
+def test_only_sentences_sure_in_every_token_are_kept_with_the_ensemble_tags(teachers):
+    averaged = ensemble_marginals(teachers, SENTENCES)
+    tags = posterior_tags(averaged, list(teachers[0].labels))
+    labels = list(teachers[0].labels)
+    sureness = [min(p[i, labels.index(tag)] for i, tag in enumerate(t)) for p, t in zip(averaged, tags)]
+    threshold = float(np.median(sureness))  # some sentences above it, some below
+    kept = pseudo_label(teachers, SENTENCES, threshold)
+    assert kept == [(s, t) for s, t, sure in zip(SENTENCES, tags, sureness) if sure >= threshold]
+    assert 0 < len(kept) < len(SENTENCES)
+    assert pseudo_label(teachers, SENTENCES, 0.0) == list(zip(SENTENCES, tags))
+
+
+def test_a_sure_silent_teacher_labels_everything_o(tmp_path):
+    silent = load_tagger(write_tiny_model(tmp_path / "silent", silent=True), device="cpu", rules=False)
+    assert pseudo_label([silent], SENTENCES, 0.9) == [(s, ["O"] * len(s)) for s in SENTENCES]
+
+
+def test_teachers_must_share_their_labels(tmp_path, teachers):
+    other = load_tagger(write_tiny_model(tmp_path / "other", labels=["O", "B-Disease", "I-Disease"]),
+                        device="cpu", rules=False)
+    with pytest.raises(MambanerError, match="same labels"):
+        ensemble_marginals([teachers[0], other], SENTENCES)
+
+
+def test_unlabeled_text_skips_headings_and_stops_at_the_limit(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("Figure 2\nOne two three four five\n" + "a " * 150 + "\nSix seven eight nine ten eleven\n"
+                    "Twelve thirteen fourteen fifteen sixteen\n", encoding="utf-8")
+    assert read_unlabeled([text], 2) == [["One", "two", "three", "four", "five"],
+                                         ["Six", "seven", "eight", "nine", "ten", "eleven"]]
+    with pytest.raises(MambanerError, match="Cannot read"):
+        read_unlabeled([tmp_path / "missing.txt"], 5)
+
+
+def test_pseudo_label_command_writes_what_training_reads(tmp_path):
+    model = write_tiny_model(tmp_path / "teacher", silent=True)
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(" ".join(s) for s in SENTENCES) + "\n", encoding="utf-8")
+    out = tmp_path / "pseudo.conll"
+    result = CliRunner().invoke(cli, ["train", "pseudo-label", "--model", str(model), "--model", str(model),
+                                      "--text", str(text), "--threads", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_conll(out) == [(s, ["O"] * len(s)) for s in SENTENCES]
+    assert "3 of 3 sentences kept" in " ".join(result.output.split())  # the console wraps lines
+
+
+def test_conll_text_round_trips(tmp_path):
+    sentences = [(["BRCA1", "carriers", "#"], ["B-Gene", "O", "O"]), (["gout"], ["B-Disease"])]
+    (tmp_path / "x.conll").write_text(conll_text(sentences), encoding="utf-8")
+    assert read_conll(tmp_path / "x.conll") == sentences
+
+
+def test_pseudo_labels_train_as_a_corpus_that_marks_every_type(tmp_path, data):  # noqa: F811
+    pseudo = tmp_path / "pseudo.conll"
+    pseudo.write_text(conll_text([(["BRCA1", "and", "gout", "in", "mice"],
+                                   ["B-Gene", "O", "B-Disease", "O", "B-Species"])] * 4), encoding="utf-8")
+    messages: list[str] = []
+    args = ScratchArgs(output="unused", datasets=["ncbi", "species800"], data_dir=str(data), pseudo_files=[str(pseudo)])
+    prepared = prepare_data(args, log=messages.append)
+    plain = prepare_data(ScratchArgs(output="unused", datasets=["ncbi", "species800"], data_dir=str(data)),
+                         log=lambda message: None)
+    assert prepared.train == plain.train + [(["BRCA1", "and", "gout", "in", "mice"],
+                                             ["B-Gene", "O", "B-Disease", "O", "B-Species"])] * 4
+    assert prepared.corpus_ids["train"][-4:] == [2] * 4
+    assert prepared.train_marks[-1] == ("Disease", "Gene", "Species")  # every type of the labels, in their order
+    assert prepared.dev == plain.dev  # never devel
+    assert "4 pseudo-labelled training sentences (--pseudo)" in messages
+    with pytest.raises(MambanerError, match="not with --train or --conventions"):
+        ScratchArgs(output="unused", datasets=["ncbi", "species800"], data_dir=str(data), conventions=True,
+                    pseudo_files=[str(pseudo)])
+
+
+def test_a_student_trains_on_gold_and_pseudo_labels(tmp_path, data):  # noqa: F811
+    pseudo = tmp_path / "pseudo.conll"
+    pseudo.write_text(conll_text([(["BRCA1", "and", "gout", "in", "mice"],
+                                   ["B-Gene", "O", "B-Disease", "O", "B-Species"])] * 8), encoding="utf-8")
+    args = ScratchArgs(output=str(tmp_path / "student"), datasets=["ncbi", "species800"], data_dir=str(data),
+                       pseudo_files=[str(pseudo)], epochs=1, batch_size=4, hidden_size=16, num_layers=1,
+                       state_size=4, word_dim=8, threads=1)
+    from mambaner_cli.training.scratch import train_scratch
+
+    metrics = train_scratch(args, log=lambda message: None)
+    assert "B-Gene" in metrics["labels"]  # a type only the pseudo-labels have is learned
+    card = (tmp_path / "student" / "README.md").read_text(encoding="utf-8")
+    assert "Pseudo-labelled sentences" in card and str(pseudo) in card
+
+
+def test_devel_and_test_sentences_are_never_pseudo_labelled(tmp_path, data):  # noqa: F811
+    from mambaner_cli.training.pseudo import held_out_keys, sentence_key
+
+    from mambaner_cli.corpora import sentences
+
+    keys = held_out_keys(data)
+    devel = sentences("ncbi", "devel", data)[0][0]
+    assert sentence_key(devel) in keys and len(devel) >= 5
+    assert sentence_key(["One", "two", "three", "four", "five"]) not in keys
+    text = tmp_path / "text.txt"  # the devel sentence, tokenized otherwise, between two others
+    text.write_text("One two three four five\n" + "".join(devel[:2]) + " " + " ".join(devel[2:]) + "\n"
+                    "Six seven eight nine ten\n", encoding="utf-8")
+    assert len(read_unlabeled([text], 10)) == 3
+    assert read_unlabeled([text], 10, exclude=keys) == [["One", "two", "three", "four", "five"],
+                                                        ["Six", "seven", "eight", "nine", "ten"]]
