@@ -55,7 +55,7 @@ def _stands_alone(text: str, start: int, end: int) -> bool:
     return not (before.isalnum() or before in _GLUE or after.isalnum() or after in _GLUE)
 
 
-def _short_form_types(text: str, sentences: Sequence[Sentence], scores: Sequence[Sequence[float]]
+def _short_form_types(sentences: Sequence[Sentence], scores: Sequence[Sequence[float]]
                       ) -> dict[str, tuple[str, float]]:
     """Each short form the document defines with one long form that is tagged as a mention of one type:
     that type, and the long form mentions' mean confidence."""
@@ -86,7 +86,7 @@ def propagate_abbreviations(text: str, sentences: Sequence[Sentence], scores: Se
     mention (:func:`_short_form_types`); ``text`` is the document text that the tokens' offsets index and
     ``scores`` the tokens' confidences, which a changed occurrence takes from its long form. An occurrence
     that is part of a longer mention is left as it is. Returns how many occurrences changed."""
-    types = _short_form_types(text, sentences, scores)
+    types = _short_form_types(sentences, scores)
     if not types:
         return 0
     longest = max(len(short) for short in types)
