@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -12,6 +14,7 @@ from mambaner_cli.training.pseudo import (
     marginals,
     posterior_tags,
     pseudo_label,
+    read_provenance,
     read_unlabeled,
 )
 from mambaner_cli.training.scratch import prepare_data
@@ -86,6 +89,23 @@ def test_pseudo_label_command_writes_what_training_reads(tmp_path):
     assert result.exit_code == 0, result.output
     assert read_conll(out) == [(s, ["O"] * len(s)) for s in SENTENCES]
     assert "3 of 3 sentences kept" in " ".join(result.output.split())  # the console wraps lines
+    # the file says how it was made, and which weights taught it; read_conll skips that line
+    made = read_provenance(out)
+    digest = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()[:16]
+    assert made.startswith(f"`mambaner train pseudo-label --model={model} --model={model} --text={text} "
+                           f"--max-sentences=20000 --min-confidence=0.9 --output={out}`: 3 of 3 sentences kept")
+    assert made.endswith(f"teachers' weights (SHA-256): {model} {digest}; {model} {digest}")
+
+
+def test_provenance_is_one_comment_line_that_read_conll_skips(tmp_path):
+    sentences = [(["O"], ["O"]), (["B-Gene"], ["B-Gene"])]  # tokens that look like tags
+    (tmp_path / "x.conll").write_text(conll_text(sentences, provenance="made by hand: O"), encoding="utf-8")
+    assert read_conll(tmp_path / "x.conll") == sentences
+    assert read_provenance(tmp_path / "x.conll") == "made by hand: O"
+    (tmp_path / "plain.conll").write_text(conll_text(sentences), encoding="utf-8")
+    assert read_provenance(tmp_path / "plain.conll") is None
+    with pytest.raises(ValueError):
+        conll_text(sentences, provenance="two\nlines")
 
 
 def test_conll_text_round_trips(tmp_path):
@@ -117,7 +137,8 @@ def test_pseudo_labels_train_as_a_corpus_that_marks_every_type(tmp_path, data): 
 def test_a_student_trains_on_gold_and_pseudo_labels(tmp_path, data):  # noqa: F811
     pseudo = tmp_path / "pseudo.conll"
     pseudo.write_text(conll_text([(["BRCA1", "and", "gout", "in", "mice"],
-                                   ["B-Gene", "O", "B-Disease", "O", "B-Species"])] * 8), encoding="utf-8")
+                                   ["B-Gene", "O", "B-Disease", "O", "B-Species"])] * 8,
+                                 provenance="`mambaner train pseudo-label --model=t1`: 8 of 9 kept"), encoding="utf-8")
     args = ScratchArgs(output=str(tmp_path / "student"), datasets=["ncbi", "species800"], data_dir=str(data),
                        pseudo_files=[str(pseudo)], epochs=1, batch_size=4, hidden_size=16, num_layers=1,
                        state_size=4, word_dim=8, threads=1)
@@ -126,7 +147,8 @@ def test_a_student_trains_on_gold_and_pseudo_labels(tmp_path, data):  # noqa: F8
     metrics = train_scratch(args, log=lambda message: None)
     assert "B-Gene" in metrics["labels"]  # a type only the pseudo-labels have is learned
     card = (tmp_path / "student" / "README.md").read_text(encoding="utf-8")
-    assert "Pseudo-labelled sentences" in card and str(pseudo) in card
+    assert "Pseudo-labelled sentences" in card
+    assert f"{pseudo} (made by `mambaner train pseudo-label --model=t1`: 8 of 9 kept)" in card
 
 
 def test_devel_and_test_sentences_are_never_pseudo_labelled(tmp_path, data):  # noqa: F811

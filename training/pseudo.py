@@ -129,7 +129,29 @@ def read_unlabeled(paths: Iterable[str | Path], max_sentences: int, min_tokens: 
     return sentences
 
 
-def conll_text(sentences: Iterable[tuple[Sequence[str], Sequence[str]]]) -> str:
-    """``token<TAB>tag`` lines, a blank line after each sentence: what `read_conll` reads."""
-    return "".join("".join(f"{token}\t{tag}\n" for token, tag in zip(tokens, tags, strict=True)) + "\n"
-                   for tokens, tags in sentences)
+# The first line of a pseudo-label file says how it was made: a comment that `read_conll` skips and that a
+# student's model card quotes, so that the card's command can be reproduced from the card alone.
+PROVENANCE_PREFIX = "# pseudo-labels: "
+
+
+def conll_text(sentences: Iterable[tuple[Sequence[str], Sequence[str]]], provenance: str | None = None) -> str:
+    """``token<TAB>tag`` lines, a blank line after each sentence: what `read_conll` reads; with
+    ``provenance`` (one line, no tab), first a comment line that :func:`read_provenance` gives back."""
+    if provenance is not None and ("\t" in provenance or "\n" in provenance):
+        raise ValueError("provenance must be one line without tabs")
+    # the comment ends in a word that is no IOB2 tag, so that read_conll cannot read it as a token line
+    header = f"{PROVENANCE_PREFIX}{provenance} (end)\n" if provenance is not None else ""
+    return header + "".join("".join(f"{token}\t{tag}\n" for token, tag in zip(tokens, tags, strict=True)) + "\n"
+                            for tokens, tags in sentences)
+
+
+def read_provenance(path: str | Path) -> str | None:
+    """How a pseudo-label file was made (its first line, written by :func:`conll_text`), or None."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            first = stream.readline().rstrip("\r\n")
+    except OSError:
+        return None
+    if not first.startswith(PROVENANCE_PREFIX):
+        return None
+    return first[len(PROVENANCE_PREFIX):].removesuffix(" (end)")

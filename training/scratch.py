@@ -30,6 +30,7 @@ from mambaner_cli.training.loop import (
     seed_everything,
     warmup_then_decay_to_tenth,
 )
+from mambaner_cli.training.pseudo import read_provenance
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mambaner_cli.corpora import Sentence, corpus, read_conll
@@ -84,6 +85,12 @@ def build_vocabularies(train: list[Sentence], min_count: int) -> tuple[Vocabular
     words = Counter(normalize_word(token) for tokens, _ in train for token in tokens)
     chars = Counter(char for tokens, _ in train for token in tokens for char in ascii_form(token))
     return Vocabulary.build(words, min_count), Vocabulary.build(chars, 1)
+
+
+def _pseudo_source(path: str) -> str:
+    """A pseudo-label file for the model card: its path, and how it was made where the file says."""
+    made = read_provenance(path)
+    return f"{path} (made by {made})" if made else path
 
 
 def prepare_data(args: ScratchArgs, log) -> TrainingData:
@@ -457,7 +464,7 @@ def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters
     if args.pseudo_files:
         lines.append("- Pseudo-labelled sentences (`--pseudo`: an ensemble's confident tags of unlabeled text, "
                      "`mambaner train pseudo-label`), read as a corpus that marks every type: "
-                     + ", ".join(args.pseudo_files) + ".")
+                     + "; ".join(_pseudo_source(path) for path in args.pseudo_files) + ".")
     if args.keep_empty:
         lines.append("- Training sentences without a mention kept (`--keep-empty`): " + ", ".join(
             f"{name} {share:.0%}" for name, share in args.keep_empty.items()) + ", chosen by a hash.")

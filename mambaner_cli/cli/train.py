@@ -3,6 +3,7 @@ argument dataclasses (training/args.py, standard library only), where every defa
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 
 import click
@@ -114,6 +115,7 @@ def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir:
     from mambaner_cli.errors import MambanerUsageError
     from mambaner_cli.runtime.device import set_threads
     from mambaner_cli.runtime.load import load_tagger
+    from mambaner_cli.runtime.model_dir import resolve_model, weights_digest
     from mambaner_cli.runtime.tagger import Tagger
     from mambaner_cli.training.pseudo import conll_text, held_out_keys, pseudo_label, read_unlabeled
     from mambaner_cli.writers import atomic_output, check_output
@@ -128,8 +130,15 @@ def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir:
     sentences = read_unlabeled(text_files or [resolve_data_dir(data_dir) / UNLABELED_FILE], max_sentences,
                                exclude=held_out)
     kept = pseudo_label(taggers, sentences, min_confidence)
-    with atomic_output(output) as stream:
-        stream.write(conll_text(kept).encode("utf-8"))
     mentions = sum(tag.startswith("B-") for _, tags in kept for tag in tags)
+    command = shlex.join(["mambaner", "train", "pseudo-label", *(f"--model={m}" for m in models),
+                          *(f"--text={t}" for t in text_files), f"--max-sentences={max_sentences}",
+                          f"--min-confidence={min_confidence}", f"--output={output}"])
+    # a shipped name names other weights in another release: the weights' digest says which teacher it was
+    provenance = (f"`{command}`: {len(kept):,} of {len(sentences):,} sentences kept, {mentions:,} mentions; "
+                  "teachers' weights (SHA-256): " + "; ".join(f"{m} {weights_digest(resolve_model(m))[:16]}"
+                                                              for m in models))
+    with atomic_output(output) as stream:
+        stream.write(conll_text(kept, provenance=provenance).encode("utf-8"))
     stderr_console().print(f"{output}: {len(kept):,} of {len(sentences):,} sentences kept (min confidence "
                            f"{min_confidence}), {mentions:,} mentions", markup=False)
