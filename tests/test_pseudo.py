@@ -79,13 +79,13 @@ def test_unlabeled_text_skips_headings_and_stops_at_the_limit(tmp_path):
         read_unlabeled([tmp_path / "missing.txt"], 5)
 
 
-def test_pseudo_label_command_writes_what_training_reads(tmp_path):
+def test_pseudo_label_command_writes_what_training_reads(tmp_path, data):  # noqa: F811
     model = write_tiny_model(tmp_path / "teacher", silent=True)
     text = tmp_path / "text.txt"
     text.write_text("\n".join(" ".join(s) for s in SENTENCES) + "\n", encoding="utf-8")
     out = tmp_path / "pseudo.conll"
     result = CliRunner().invoke(cli, ["train", "pseudo-label", "--model", str(model), "--model", str(model),
-                                      "--text", str(text), "--threads", "1", "-o", str(out)])
+                                      "--text", str(text), "--data-dir", str(data), "--threads", "1", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert read_conll(out) == [(s, ["O"] * len(s)) for s in SENTENCES]
     assert "3 of 3 sentences kept" in " ".join(result.output.split())  # the console wraps lines
@@ -93,7 +93,7 @@ def test_pseudo_label_command_writes_what_training_reads(tmp_path):
     made = read_provenance(out)
     digest = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()[:16]
     assert made.startswith(f"`mambaner train pseudo-label --model={model} --model={model} --text={text} "
-                           f"--max-sentences=20000 --min-confidence=0.9 --output={out}`: 3 of 3 sentences kept")
+                           f"--data-dir={data} --max-sentences=20000 --min-confidence=0.9 --output={out}`: 3 of 3 sentences kept")
     assert made.endswith(f"teachers' weights (SHA-256): {model} {digest}; {model} {digest}")
 
 

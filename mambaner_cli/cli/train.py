@@ -132,7 +132,8 @@ def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir:
     kept = pseudo_label(taggers, sentences, min_confidence)
     mentions = sum(tag.startswith("B-") for _, tags in kept for tag in tags)
     command = shlex.join(["mambaner", "train", "pseudo-label", *(f"--model={m}" for m in models),
-                          *(f"--text={t}" for t in text_files), f"--max-sentences={max_sentences}",
+                          *(f"--text={t}" for t in text_files),
+                          *([f"--data-dir={data_dir}"] if data_dir else []), f"--max-sentences={max_sentences}",
                           f"--min-confidence={min_confidence}", f"--output={output}"])
     # a shipped name names other weights in another release: the weights' digest says which teacher it was
     provenance = (f"`{command}`: {len(kept):,} of {len(sentences):,} sentences kept, {mentions:,} mentions; "
