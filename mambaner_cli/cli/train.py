@@ -111,11 +111,11 @@ def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir:
                  min_confidence: float, threads: int, output: str) -> None:
     """Tag unlabeled sentences with an ensemble of models and keep those it is sure of: the training data of
     a distilled student (`train scratch --pseudo OUTPUT`)."""
-    from mambaner_cli.corpora import UNLABELED_FILE, resolve_data_dir
+    from mambaner_cli.corpora import UNLABELED_FILE, resolve_data_dir, sha256
     from mambaner_cli.errors import MambanerUsageError
     from mambaner_cli.runtime.device import set_threads
     from mambaner_cli.runtime.load import load_tagger
-    from mambaner_cli.runtime.model_dir import resolve_model, weights_digest
+    from mambaner_cli.runtime.model_dir import WEIGHTS_FILE, resolve_model
     from mambaner_cli.runtime.tagger import Tagger
     from mambaner_cli.training.pseudo import conll_text, held_out_keys, pseudo_label, read_unlabeled
     from mambaner_cli.writers import atomic_output, check_output
@@ -137,7 +137,7 @@ def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir:
                           f"--min-confidence={min_confidence}", f"--output={output}"])
     # a shipped name names other weights in another release: the weights' digest says which teacher it was
     provenance = (f"`{command}`: {len(kept):,} of {len(sentences):,} sentences kept, {mentions:,} mentions; "
-                  "teachers' weights (SHA-256): " + "; ".join(f"{m} {weights_digest(resolve_model(m))[:16]}"
+                  "teachers' weights (SHA-256): " + "; ".join(f"{m} {sha256(resolve_model(m) / WEIGHTS_FILE)[:16]}"
                                                               for m in models))
     with atomic_output(output) as stream:
         stream.write(conll_text(kept, provenance=provenance).encode("utf-8"))

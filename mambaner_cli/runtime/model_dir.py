@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,15 +131,6 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
     choices = ", ".join(shipped_models()) or "none installed"
     raise MambanerUsageError(f"No model {name_or_path!r}: give a model directory or one of the shipped models "
                         f"({choices}).")
-
-
-def weights_digest(model_dir: Path) -> str:
-    """The SHA-256 (hex) of a model directory's weights file: which weights a name or path meant when read."""
-    digest = hashlib.sha256()
-    with open(_required(model_dir / WEIGHTS_FILE), "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:
