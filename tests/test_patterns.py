@@ -38,13 +38,44 @@ def test_standard_notations_are_found_whole(mention: str) -> None:
 @pytest.mark.parametrize("text", [
     "E2F and H2B bind the promoter.",  # one digit: genes, not substitutions
     "CD34 and IL-6 in A549 and K562 cells at 3 mg/kg.",
-    "a 4-kb deletion in exon 8 and 90 del 13 bp",  # prose and loose forms: the network's to find
+    "90 del 13 bp and a deletion of exon 8",  # loose forms: the network's to find
     "Delta9-THC and the rs scale of 12",
     "c.671",  # a position without a change
     "C/T ratio and Gly or Ser",  # alleles without a position; residues without an arrow
 ])
 def test_other_tokens_are_not_variants(text: str) -> None:
     assert found(text) == []
+
+
+@pytest.mark.parametrize("mention", [
+    "13-bp deletion", "4-Mb heterozygous interstitial deletion", "single-base deletion", "14 bp insertion/deletion",
+    "22-base pair tandem duplication", "deletion of 4 kb", "insertion of 13 nucleotides", "C to T",
+    "A-to-G transition at nucleotide 276", "G-->C", "C>T substitution at position 12",
+    "guanine to adenine substitution of nucleotide -308", "codon 29, GGC-->AGC", "valine-to-methionine at codon 44",
+    "-218G", "IVS3-48C", "delTTCA", "GGCC insertion", "202 adenine deletion",
+])
+def test_variants_in_words_are_found_whole(mention: str) -> None:
+    assert found(f"Carriers of the {mention} were compared with controls.") == [mention]
+
+
+@pytest.mark.parametrize(("text", "mentions"), [
+    ("The C to T substitution was rare.", ["C to T"]),  # a change word only with the position after it
+    ("CCR5-Delta32 homozygotes", ["Delta32"]),
+    ("IL-17A and HEK-293T cells", []),  # a minus, a number and a base after a name: part of the name
+    ("A deletion of exon 3 was found.", []),  # "A" is the article
+    ("A leucine to proline substitution was seen.", []),  # a residue change in words needs its position
+    ("It rose from 10 to 20 mg in the model.", []),
+])
+def test_words_that_look_like_variants(text: str, mentions: list[str]) -> None:
+    assert found(text) == mentions
+
+
+def test_a_variant_in_words_never_replaces_a_network_mention_of_another_type() -> None:
+    # a notation mention of exactly a gene's tokens replaces it (below); one in words does not: "Delta32" may
+    # be the name of a construct
+    tokens = ["CCR5", "-", "Delta32", "and", "13", "-", "bp", "deletion"]
+    tags = ["B-Gene", "O", "B-Gene", "O", "O", "O", "O", "O"]
+    assert add_variant_mentions(tokens, tags) == tags[:4] + ["B-Variant", "I-Variant", "I-Variant", "I-Variant"]
 
 
 def test_a_pattern_mention_fills_untagged_tokens_only() -> None:
@@ -125,8 +156,9 @@ def test_tag_writes_pattern_mentions_at_their_offsets_and_network_only_turns_the
 
 def test_patterns_agree_with_tmvar3_gold(corpus_dir: Path) -> None:
     """Against the gold Variant mentions of tmVar3's train and devel splits: precise (98.6 % when written,
-    98.7 % with session 11's allele and arrow forms), and finding a good share (46.5 %, then 48.5 %) — most
-    variants in prose are the network's."""
+    98.7 % with session 11's allele and arrow forms, 91.7 % with session 14's forms in words, which tmVar3's
+    guideline marks only sometimes: "a two nucleotide deletion" is not marked, "a 13-bp deletion" is), and
+    finding most of them (46.5 %, then 48.5 %, then 77.4 %)."""
     from mambaner_cli.corpora import sentences
     from mambaner_cli.metrics import entity_scores, only_types
 
@@ -136,7 +168,7 @@ def test_patterns_agree_with_tmvar3_gold(corpus_dir: Path) -> None:
             gold.append(only_types(tags, ("Variant",)))
             predicted.append(add_variant_mentions(tokens, ["O"] * len(tokens)))
     scores = entity_scores(gold, predicted)
-    assert scores["precision"] >= 95.0 and scores["recall"] >= 40.0, scores
+    assert scores["precision"] >= 90.0 and scores["recall"] >= 75.0, scores
 
 
 def test_a_tagger_tags_greek_letters_as_their_spelled_names(tiny_model_dir: Path) -> None:

@@ -1,11 +1,12 @@
-"""Sequence-variant mentions written in a standard notation, found by patterns beside the network.
+"""Sequence-variant mentions found by patterns beside the network: in a standard notation, and in words.
 
 Mutation nomenclature (HGVS: ``c.671G>A``, ``p.Arg153X``, ``c.399_402delAGAG``; the older ``IVS10-1G>A``,
 ``His158Arg``, ``V600E``; dbSNP ids ``rs2297882``) is a grammar, not vocabulary: a network trained on the
 few hundred variants of tmVar3's training split sees few of its forms, while patterns cover all of them —
-what tmVar itself pairs with its CRF. The network keeps the variants written in words ("a 4-bp deletion in
-exon 8") and mostly has the last word where it tagged another type: a pattern mention is added where the
-network tagged nothing, or a Variant inside it (then the longer pattern mention replaces it), or a Gene or
+what tmVar itself pairs with its CRF. So are the set phrases of variants written in words ("a 13-bp
+deletion", "a C to T transition at nucleotide 1652"; session 14). The network mostly has the last word
+where it tagged another type: a pattern mention is added where the network tagged nothing, or a Variant
+inside it (then the longer pattern mention replaces it), or — a mention in notation only — a Gene or
 Chemical mention of exactly its tokens ("V600E" read as a chemical); never over a cell line ("T47D"), a
 species, a disease, or part of a longer mention.
 
@@ -13,7 +14,6 @@ Patterns run over a sentence's tokens (:mod:`mambaner_cli.text.tokens`: ``c.671G
 joined by single spaces, so the same mention matches whether or not the text had spaces inside it
 (``c. 671 G>A``), and every match covers whole tokens.
 """
-
 from __future__ import annotations
 
 import re
@@ -61,7 +61,50 @@ _VARIANT_SOURCES = (
 # whole tokens only: a match starts at the start of a token and ends at the end of one
 _VARIANT_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _VARIANT_SOURCES).replace("~", " ?")
                               + r")(?!\S)")
-# Every pattern above has a digit, and beside it a letter (V600E, 3097delG, rs123), an arrow (671 G > A), or a
+# Variants written in words, in the forms tmVar3's guideline marks (its train split read for them; chosen on devel
+# with two train-only runs, README, Benchmark): a sized
+# indel ("13-bp deletion", "deletion of 4 kb"), a base change without a position or with it in words ("C to
+# T", "A-to-G transition at nucleotide 276", "G-->C", "guanine to adenine"), a codon change ("codon 29,
+# GGC-->AGC"), an amino-acid change with its position ("valine-to-methionine at codon 44"), an allele at a
+# position ("-218G", "IVS3-48C"), deleted or inserted bases ("delTTCA", "GGCC insertion", "202 adenine
+# deletion") and "Delta32". A change word ("transition", "substitution") belongs to the mention only with the
+# position after it, as the guideline has it ("C to T" alone; "C to T substitution at nucleotide 13").
+# They run only on tokens no notation pattern covers, and never over a network mention of another type.
+_BASE = "[ACGT]"
+_BASE_NAME = "(?:adenine|guanine|cytosine|thymine|uracil)"
+_RESIDUE_NAME = ("(?:alanine|arginine|asparagine|aspartate|aspartic~acid|cysteine|glutamine|glutamate|glutamic~acid"
+                 "|glycine|histidine|isoleucine|leucine|lysine|methionine|phenylalanine|proline|serine|threonine"
+                 "|tryptophan|tyrosine|valine|stop~codon|stop)")
+_TO = "(?:-~)?to~(?:-~)?"
+_COUNT = r"(?:\d+(?:~[.,]~\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|single)"
+_UNIT = r"(?:bp|base~pairs?|bases?|nucleotides?|nt|kb|kbp|Mb|Mbp)"
+# longest first: an alternation takes the first alternative that lets the whole pattern match
+_INDEL = (r"(?:(?:deletion|insertion|duplication)~/~(?:deletion|insertion|duplication)|ins~/~del|del~/~ins"
+          r"|deletions?|insertions?|duplications?|inversion|indel)")
+_INDEL_WORDS = r"(?:(?:tandem|in-?frame|heterozygous|homozygous|interstitial|gene|frameshift)~)*"
+_SITE = r"(?:~(?:at|in|of)~(?:nucleotide~position|nucleotide|position|codon|nt|residue|cDNA~base)~-?~\d+)"
+_CHANGE_WORD = "(?:transition|transversion|substitution|mutation|change|polymorphism)"
+_CHANGE_AT_SITE = f"(?:(?:~{_CHANGE_WORD})?{_SITE})?"
+
+_PROSE_SOURCES = (
+    f"{_COUNT}~(?:-~)?{_UNIT}~(?:-~)?{_INDEL_WORDS}{_INDEL}{_SITE}?",  # 13-bp deletion, 4-Mb interstitial deletion
+    f"(?:deletion|insertion|duplication)~of~{_COUNT}~(?:{_UNIT}|amino~acids?)",  # insertion of 13 nucleotides
+    f"{_BASE}~{_TO}{_BASE}{_CHANGE_AT_SITE}",  # C to T, A-to-G transition at nucleotide 276
+    f"{_NT}~{_ARROW}~{_NT}{_CHANGE_AT_SITE}",  # G-->C (no position before it)
+    f"{_BASE_NAME}~{_TO}{_BASE_NAME}{_CHANGE_AT_SITE}",  # guanine to adenine substitution of nucleotide -308
+    fr"(?:codon~(?:\(~CD~\)~)?\d+~,?~)?{_BASE}{{3}}~{_ARROW}~{_BASE}{{2,3}}{_CHANGE_AT_SITE}",  # codon 29, GGC-->AGC
+    f"{_RESIDUE_NAME}~{_TO}{_RESIDUE_NAME}(?:~{_CHANGE_WORD})?{_SITE}",  # valine-to-methionine at codon 44
+    # an allele at a position: -218G, IVS3-48C; not after a capital or digit (IL-17A, HEK-293T are names)
+    r"IVS\d+~-~\d{2,}[ACGT]|(?<![A-Z0-9] )-~\d{2,}[ACGT]",
+    r"del[ACGT]+",  # delTTCA
+    f"(?:[CGT]|{_BASE}{{2,}})~{_INDEL}{_SITE}?",  # C deletion, GGCC insertion at position 1277 ("A deletion" is English)
+    fr"\d+~{_BASE_NAME}~{_INDEL}{_SITE}?|{_BASE_NAME}~{_INDEL}{_SITE}",  # 202 adenine deletion
+    r"(?:Δ|[Dd]elta)\d{2,}",  # CCR5-Delta32
+)
+_PROSE_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _PROSE_SOURCES).replace("~", " ?")
+                            + r")(?!\S)")
+
+# Every notation pattern (_VARIANT_SOURCES) has a digit, and beside it a letter (V600E, 3097delG, rs123), an arrow (671 G > A), or a
 # three-letter amino acid or "rs" and a space (Arg 3500 Gln, rs 123) — bar a residue change with an arrow and no
 # position (Gly-->Ser), tested only where the text has an arrow: cheap tests that most sentences fail, so that the whole pattern (39 us a BC5CDR sentence when run on all of them) runs on few: add_variant_mentions
 # then took 11-20 us a sentence over BC5CDR's 13,938 (throwaway timings on a busy machine, README, Performance).
@@ -69,6 +112,12 @@ _DIGIT = re.compile(r"\d")
 _LETTER_DIGIT = re.compile(r"[A-Za-z][0-9]|[0-9][A-Za-z]")
 _WORD_DIGIT = re.compile(r"(?:[A-Z][a-z][a-z]|rs) [0-9]")
 _RESIDUE_ARROW = re.compile(r"[A-Z][a-z][a-z] (?:- ){0,2}[>→]")  # Gly - - > Ser: tokens joined by spaces
+# Every prose pattern has an indel word, a base or residue name before "to", an arrow, a delta with a number,
+# or a minus before a position and base: substring tests first (most sentences fail them), a regex to confirm
+_INDEL_HINT = re.compile(r"deletion|insertion|duplication|inversion|indel|del ?/|/ ?del|del[ACGT]")
+_TO_HINT = re.compile(r"(?:\b[ACGT]|ine|ate|acid) (?:- )?to ")
+_DELTA_HINT = re.compile(r"[Dd]elta\d")
+_ALLELE_HINT = re.compile(r"- \d+[ACGT]\b")
 
 
 def _may_have_variant(text: str) -> bool:
@@ -78,11 +127,21 @@ def _may_have_variant(text: str) -> bool:
     return arrow and bool(_RESIDUE_ARROW.search(text))
 
 
-def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
-    """Token ranges ``[start, end)`` of variant mentions in standard notation, left to right."""
+def _may_have_prose_variant(text: str) -> bool:
+    return (">" in text or "→" in text or "Δ" in text
+            or (("del" in text or "ins" in text or "dup" in text or "inv" in text) and bool(_INDEL_HINT.search(text)))
+            or (" to " in text and bool(_TO_HINT.search(text)))
+            or ("elta" in text and bool(_DELTA_HINT.search(text)))
+            or ("- " in text and bool(_ALLELE_HINT.search(text))))
+
+
+def _notation_and_prose_mentions(tokens: Sequence[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Token ranges ``[start, end)`` of the notation mentions and of the prose mentions over tokens that no
+    notation mention covers, each left to right."""
     text = " ".join(tokens)
-    if not _may_have_variant(text):  # most sentences stop here
-        return []
+    notation, prose = _may_have_variant(text), _may_have_prose_variant(text)
+    if not notation and not prose:  # most sentences stop here
+        return [], []
     starts: dict[int, int] = {}  # character offset of each token's start → its index
     ends: dict[int, int] = {}  # character offset just past each token → its index + 1
     offset = 0
@@ -91,8 +150,22 @@ def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
         offset += len(token)
         ends[offset] = index + 1
         offset += 1
-    return [(starts[m.start()], ends[m.end()]) for m in _VARIANT_PATTERN.finditer(text)
-            if m.start() in starts and m.end() in ends]
+
+    def matches(pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+        return [(starts[m.start()], ends[m.end()]) for m in pattern.finditer(text)
+                if m.start() in starts and m.end() in ends]
+
+    in_notation = matches(_VARIANT_PATTERN) if notation else []
+    if not prose:
+        return in_notation, []
+    covered = {index for start, end in in_notation for index in range(start, end)}
+    return in_notation, [(start, end) for start, end in matches(_PROSE_PATTERN) if covered.isdisjoint(range(start, end))]
+
+
+def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
+    """Token ranges ``[start, end)`` of variant mentions, in standard notation or in words, left to right."""
+    in_notation, in_prose = _notation_and_prose_mentions(tokens)
+    return sorted(in_notation + in_prose)
 
 
 # Types whose network mention a pattern mention of exactly the same tokens replaces: a variant-shaped token
@@ -101,15 +174,16 @@ def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
 # shape (T47D, C33A) is a real cell line, so CellLine is not among them.
 REPLACEABLE_TYPES = ("Gene", "Chemical")
 
-
 def add_variant_mentions(tokens: Sequence[str], tags: Sequence[str]) -> list[str]:
     """``tags`` (valid IOB2) with the pattern mentions of :func:`variant_mentions` added where the network
     tagged nothing, or only Variant mentions that lie inside the pattern mention (which replaces them), or
-    one mention of a :data:`REPLACEABLE_TYPES` type with exactly the pattern mention's tokens."""
+    (a mention in standard notation only) one mention of a :data:`REPLACEABLE_TYPES` type with exactly the
+    pattern mention's tokens."""
     result = list(tags)
-    for start, end in variant_mentions(tokens):
+    in_notation, in_prose = _notation_and_prose_mentions(tokens)
+    for start, end in sorted(in_notation + in_prose):
         kind = result[start][2:]
-        if (result[start].startswith("B-") and kind in REPLACEABLE_TYPES
+        if ((start, end) in in_notation and result[start].startswith("B-") and kind in REPLACEABLE_TYPES
                 and result[start + 1:end] == [f"I-{kind}"] * (end - start - 1)
                 and (end == len(result) or result[end] != f"I-{kind}")):
             result[start:end] = [f"B-{VARIANT}"] + [f"I-{VARIANT}"] * (end - start - 1)
