@@ -92,12 +92,26 @@ def test_a_longer_pattern_mention_replaces_a_network_variant_inside_it() -> None
                                                      "I-Variant", "O", "O"]
 
 
-def test_a_longer_network_mention_stands() -> None:
+def test_a_longer_network_variant_is_cut_to_the_one_pattern_mention_inside_it() -> None:
+    # tmVar3 marks "Val-->Ala" and "893G>A", not the words the network added around them
+    assert add_variant_mentions(["893G", ">", "A", "substitution"], ["B-Variant"] + ["I-Variant"] * 3) == \
+        ["B-Variant", "I-Variant", "I-Variant", "O"]
+    tokens = ["a", "Val", "-", "-", ">", "Ala", "amino", "acid", "change"]
+    network = ["O", "B-Variant"] + ["I-Variant"] * 6 + ["O"]
+    assert add_variant_mentions(tokens, network) == ["O", "B-Variant"] + ["I-Variant"] * 4 + ["O"] * 3
+
+
+def test_a_network_variant_the_patterns_do_not_cover_alone_stands() -> None:
+    # the pattern mention (in words) is the whole network mention: nothing to cut
     tokens = ["A", "G", ">", "A", "substitution", "at", "nucleotide", "893"]
     network = ["O", "B-Variant", "I-Variant", "I-Variant", "I-Variant", "I-Variant", "I-Variant", "I-Variant"]
-    assert add_variant_mentions(["893G", ">", "A", "substitution"], ["B-Variant"] + ["I-Variant"] * 3) == \
-        ["B-Variant"] + ["I-Variant"] * 3
     assert add_variant_mentions(tokens, network) == network
+    # around two pattern mentions (a list the network merged): it stands
+    merged = ["B-Variant", "I-Variant", "I-Variant", "O"]
+    assert add_variant_mentions(["R157K", ",", "R157I", "."], merged) == merged
+    # across a pattern mention's edge: it stands
+    across = ["B-Variant", "I-Variant", "O", "O"]
+    assert add_variant_mentions(["carrier", "671G", ">", "A"], across) == across
 
 
 def test_a_gene_or_chemical_mention_of_exactly_the_pattern_tokens_becomes_a_variant() -> None:

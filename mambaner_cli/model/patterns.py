@@ -181,7 +181,8 @@ def add_variant_mentions(tokens: Sequence[str], tags: Sequence[str]) -> list[str
     pattern mention's tokens."""
     result = list(tags)
     in_notation, in_prose = _notation_and_prose_mentions(tokens)
-    for start, end in sorted(in_notation + in_prose):
+    found = sorted(in_notation + in_prose)
+    for start, end in found:
         kind = result[start][2:]
         if ((start, end) in in_notation and result[start].startswith("B-") and kind in REPLACEABLE_TYPES
                 and result[start + 1:end] == [f"I-{kind}"] * (end - start - 1)
@@ -194,7 +195,16 @@ def add_variant_mentions(tokens: Sequence[str], tags: Sequence[str]) -> list[str
         while last < len(result) and result[last].startswith("I-"):
             last += 1
         touched = [tag for tag in result[first:last] if tag != "O"]
-        if any(tag[2:] != VARIANT for tag in touched) or (touched and (first < start or last > end)):
-            continue  # another type, or a longer network mention: the network's tags stand
+        if any(tag[2:] != VARIANT for tag in touched):
+            continue  # another type: the network's tags stand
+        if touched and (first < start or last > end):
+            # a longer network variant: cut to the pattern mention when it is one mention around this pattern
+            # mention alone ("Val-->Ala amino acid", "C>T substitution": the guideline marks "Val-->Ala", "C>T");
+            # one across the pattern mention's edge, or around two of them (a list), stands
+            one_mention = result[first] == f"B-{VARIANT}" and result[first + 1:last] == [f"I-{VARIANT}"] * (last - first - 1)
+            alone = all(other == (start, end) or other[1] <= first or other[0] >= last for other in found)
+            if not (one_mention and alone):
+                continue
+            result[first:last] = ["O"] * (last - first)
         result[start:end] = [f"B-{VARIANT}"] + [f"I-{VARIANT}"] * (end - start - 1)
     return result
