@@ -106,12 +106,19 @@ def test_a_network_variant_the_patterns_do_not_cover_alone_stands() -> None:
     tokens = ["A", "G", ">", "A", "substitution", "at", "nucleotide", "893"]
     network = ["O", "B-Variant", "I-Variant", "I-Variant", "I-Variant", "I-Variant", "I-Variant", "I-Variant"]
     assert add_variant_mentions(tokens, network) == network
-    # around two pattern mentions (a list the network merged): it stands
+    # around two pattern mentions and a word that is not a separator: it stands
     merged = ["B-Variant", "I-Variant", "I-Variant", "O"]
-    assert add_variant_mentions(["R157K", ",", "R157I", "."], merged) == merged
+    assert add_variant_mentions(["R157K", "with", "R157I", "."], merged) == merged
     # across a pattern mention's edge: it stands
     across = ["B-Variant", "I-Variant", "O", "O"]
     assert add_variant_mentions(["carrier", "671G", ">", "A"], across) == across
+
+
+def test_a_list_of_variants_tagged_as_one_is_split() -> None:
+    tokens = ["R157K", ",", "R157I", "and", "T200fsX6", "in", "-", "218G", "/", "-", "189T"]
+    merged = ["B-Variant"] + ["I-Variant"] * 4 + ["O"] + ["B-Variant"] + ["I-Variant"] * 4
+    assert add_variant_mentions(tokens, merged) == [
+        "B-Variant", "O", "B-Variant", "O", "B-Variant", "O", "B-Variant", "I-Variant", "O", "B-Variant", "I-Variant"]
 
 
 def test_a_gene_or_chemical_mention_of_exactly_the_pattern_tokens_becomes_a_variant() -> None:

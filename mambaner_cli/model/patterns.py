@@ -174,14 +174,39 @@ def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
 # shape (T47D, C33A) is a real cell line, so CellLine is not among them.
 REPLACEABLE_TYPES = ("Gene", "Chemical")
 
+# A list of variants ("-218G and -189T", "C60S/L244F") that the network tagged as one Variant mention is split
+# into its pattern mentions when nothing but these tokens lies between them: tmVar3 marks each variant of a list
+LIST_SEPARATORS = frozenset({",", ";", "/", "and", "or", "&", "(", ")"})
+
+
+def _clear_variant_lists(tokens: Sequence[str], tags: list[str], found: Sequence[tuple[int, int]]) -> None:
+    """Clear (to "O", in place) every network Variant mention that is two or more of ``found``'s mentions and
+    :data:`LIST_SEPARATORS` between them, for the patterns to tag them one by one."""
+    start = 0
+    while start < len(tags):
+        if tags[start] != f"B-{VARIANT}":
+            start += 1
+            continue
+        end = start + 1
+        while end < len(tags) and tags[end] == f"I-{VARIANT}":
+            end += 1
+        inside = [(a, b) for a, b in found if start <= a and b <= end]
+        covered = {index for a, b in inside for index in range(a, b)}
+        if len(inside) >= 2 and all(tokens[index] in LIST_SEPARATORS
+                                    for index in range(start, end) if index not in covered):
+            tags[start:end] = ["O"] * (end - start)
+        start = end
+
 def add_variant_mentions(tokens: Sequence[str], tags: Sequence[str]) -> list[str]:
     """``tags`` (valid IOB2) with the pattern mentions of :func:`variant_mentions` added where the network
-    tagged nothing, or only Variant mentions that lie inside the pattern mention (which replaces them), or
+    tagged nothing (a network variant that is a list of them is split first), or only Variant mentions that lie
+    inside the pattern mention (which replaces them), or a longer Variant mention around this one alone (cut), or
     (a mention in standard notation only) one mention of a :data:`REPLACEABLE_TYPES` type with exactly the
     pattern mention's tokens."""
     result = list(tags)
     in_notation, in_prose = _notation_and_prose_mentions(tokens)
     found = sorted(in_notation + in_prose)
+    _clear_variant_lists(tokens, result, found)
     for start, end in found:
         kind = result[start][2:]
         if ((start, end) in in_notation and result[start].startswith("B-") and kind in REPLACEABLE_TYPES
