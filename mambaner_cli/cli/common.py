@@ -63,7 +63,8 @@ def model_options(function: Callable) -> Callable:
                                  "the model's own default; `evaluate` uses the evaluated corpus's.")(function)
     function = click.option("--network-only", is_flag=True,
                             help="Tag with the network alone, without the rules beside it: variants written in "
-                                 "standard notation (c.671G>A, p.V600E, rs2297882) found by patterns, mentions cut "
+                                 "standard notation (c.671G>A, p.V600E, rs2297882) or in set phrases (13-bp deletion, "
+                                 "C to T) found by patterns, mentions cut "
                                  "at an unmatched bracket, short forms defined in a document (\"nitroglycerin "
                                  "(NTG)\") given their long form's type.")(function)
     function = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
