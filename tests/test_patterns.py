@@ -53,6 +53,8 @@ def test_other_tokens_are_not_variants(text: str) -> None:
     "A-to-G transition at nucleotide 276", "G-->C", "C>T substitution at position 12",
     "guanine to adenine substitution of nucleotide -308", "codon 29, GGC-->AGC", "valine-to-methionine at codon 44",
     "-218G", "IVS3-48C", "delTTCA", "GGCC insertion", "202 adenine deletion",
+    # names that do not end in -ine: the cheap pre-test must let them through too
+    "uracil to cytosine", "glutamate-to-lysine at codon 7", "stop codon to glutamine at codon 12",
 ])
 def test_variants_in_words_are_found_whole(mention: str) -> None:
     assert found(f"Carriers of the {mention} were compared with controls.") == [mention]

@@ -14,6 +14,7 @@ Patterns run over a sentence's tokens (:mod:`mambaner_cli.text.tokens`: ``c.671G
 joined by single spaces, so the same mention matches whether or not the text had spaces inside it
 (``c. 671 G>A``), and every match covers whole tokens.
 """
+
 from __future__ import annotations
 
 import re
@@ -61,13 +62,12 @@ _VARIANT_SOURCES = (
 # whole tokens only: a match starts at the start of a token and ends at the end of one
 _VARIANT_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _VARIANT_SOURCES).replace("~", " ?")
                               + r")(?!\S)")
-# Variants written in words, in the forms tmVar3's guideline marks (its train split read for them; chosen on devel
-# with two train-only runs, README, Benchmark): a sized
-# indel ("13-bp deletion", "deletion of 4 kb"), a base change without a position or with it in words ("C to
-# T", "A-to-G transition at nucleotide 276", "G-->C", "guanine to adenine"), a codon change ("codon 29,
-# GGC-->AGC"), an amino-acid change with its position ("valine-to-methionine at codon 44"), an allele at a
-# position ("-218G", "IVS3-48C"), deleted or inserted bases ("delTTCA", "GGCC insertion", "202 adenine
-# deletion") and "Delta32". A change word ("transition", "substitution") belongs to the mention only with the
+# Variants written in words, in the forms tmVar3's guideline marks (its train split read for them; chosen on
+# devel with two train-only runs, README, Benchmark): a sized indel ("13-bp deletion", "deletion of 4 kb"), a
+# base change without a position or with it in words ("C to T", "A-to-G transition at nucleotide 276",
+# "G-->C", "guanine to adenine"), a codon change ("codon 29, GGC-->AGC"), an amino-acid change with its
+# position ("valine-to-methionine at codon 44"), an allele at a position ("-218G", "IVS3-48C"), deleted or
+# inserted bases ("delTTCA", "GGCC insertion", "202 adenine deletion") and "Delta32". A change word ("transition", "substitution") belongs to the mention only with the
 # position after it, as the guideline has it ("C to T" alone; "C to T substitution at nucleotide 13").
 # They run only on tokens no notation pattern covers, and never over a network mention of another type.
 _BASE = "[ACGT]"
@@ -104,8 +104,8 @@ _PROSE_SOURCES = (
 _PROSE_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _PROSE_SOURCES).replace("~", " ?")
                             + r")(?!\S)")
 
-# Every notation pattern (_VARIANT_SOURCES) has a digit, and beside it a letter (V600E, 3097delG, rs123), an arrow (671 G > A), or a
-# three-letter amino acid or "rs" and a space (Arg 3500 Gln, rs 123) — bar a residue change with an arrow and no
+# Every notation pattern (_VARIANT_SOURCES) has a digit, and beside it a letter (V600E, 3097delG, rs123), an
+# arrow (671 G > A), or a three-letter amino acid or "rs" and a space (Arg 3500 Gln, rs 123) — bar a residue change with an arrow and no
 # position (Gly-->Ser), tested only where the text has an arrow: cheap tests that most sentences fail, so that the whole pattern (39 us a BC5CDR sentence when run on all of them) runs on few: add_variant_mentions
 # then took 11-20 us a sentence over BC5CDR's 13,938 (throwaway timings on a busy machine, README, Performance).
 _DIGIT = re.compile(r"\d")
@@ -115,7 +115,7 @@ _RESIDUE_ARROW = re.compile(r"[A-Z][a-z][a-z] (?:- ){0,2}[>→]")  # Gly - - > S
 # Every prose pattern has an indel word, a base or residue name before "to", an arrow, a delta with a number,
 # or a minus before a position and base: substring tests first (most sentences fail them), a regex to confirm
 _INDEL_HINT = re.compile(r"deletion|insertion|duplication|inversion|indel|del ?/|/ ?del|del[ACGT]")
-_TO_HINT = re.compile(r"(?:\b[ACGT]|ine|ate|acid) (?:- )?to ")
+_TO_HINT = re.compile(r"(?:\b[ACGT]|ine|ate|acid|uracil|stop|codon) (?:- )?to ")  # every _BASE_NAME, _RESIDUE_NAME
 _DELTA_HINT = re.compile(r"[Dd]elta\d")
 _ALLELE_HINT = re.compile(r"- \d+[ACGT]\b")
 
@@ -196,6 +196,7 @@ def _clear_variant_lists(tokens: Sequence[str], tags: list[str], found: Sequence
                                     for index in range(start, end) if index not in covered):
             tags[start:end] = ["O"] * (end - start)
         start = end
+
 
 def add_variant_mentions(tokens: Sequence[str], tags: Sequence[str]) -> list[str]:
     """``tags`` (valid IOB2) with the pattern mentions of :func:`variant_mentions` added where the network
