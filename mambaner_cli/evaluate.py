@@ -317,8 +317,10 @@ def evaluate(args: EvalArgs, tagger: SentenceTagger | None = None) -> dict:
         tagger = load_tagger(model_dir, device=args.device, convention=convention, rules=args.rules)
     else:
         convention_source = "the tagger given"
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    # the GPU's peak only when the model runs there (with --device cpu on a machine with a GPU it is not used)
+    on_gpu = getattr(getattr(tagger, "device", None), "type", None) == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(tagger.device)
     result = {"model": tagger.name, "convention": tagger.convention, "convention_source": convention_source,
               "network_only": not args.rules,
               "dataset": dataset, "split": split, "gold": source,
@@ -333,8 +335,8 @@ def evaluate(args: EvalArgs, tagger: SentenceTagger | None = None) -> dict:
     result["efficiency"] = {"parameters": tagger.num_parameters,
                             "trainable_parameters": trained_parameters(model_dir, tagger.num_parameters),
                             "peak_rss_mb": peak_rss_mb(), "wall_seconds": time.perf_counter() - started,
-                            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20
-                            if torch.cuda.is_available() else None,
+                            "peak_gpu_mb": torch.cuda.max_memory_allocated(tagger.device) / 2**20
+                            if on_gpu else None,
                             "machine": machine()}
     return result
 

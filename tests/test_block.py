@@ -361,7 +361,10 @@ def test_tagger_loads_a_model_directory_onto_the_block(tiny_model_dir):
     windowed = tagger.tag(sentences, batch_size=2)
     assert [len(tags) for tags, _ in windowed] == [len(s) for s in sentences]
     assert all(is_valid_iob2(tags) for tags, _ in windowed)
-    assert windowed[:2] == results[:2]  # sentences within one window are tagged as before
+    # sentences within one window are tagged as before: the same tags; the confidences up to the last digits,
+    # since another batch shape may take another matmul kernel (seen on a 16-core Xeon with torch 2.11)
+    for (tags, scores), (before, before_scores) in zip(windowed[:2], results[:2]):
+        assert tags == before and scores == pytest.approx(before_scores, abs=1e-6)
 
 
 def test_tagging_does_not_import_transformers(tiny_model_dir):

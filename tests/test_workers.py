@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from click.testing import CliRunner
 
 from mambaner_cli.cli import cli
@@ -151,7 +152,20 @@ def test_the_workers_resolve_from_the_cores_and_the_device(monkeypatch):
     assert device.tagging_workers(0, "cpu") == 4 and device.tagging_workers(3, "cpu") == 3
     assert device.worker_threads(0, 4) == 1 and device.worker_threads(0, 2) == 2 and device.worker_threads(3, 2) == 3
     monkeypatch.setattr(device, "pick_device", lambda name: type("D", (), {"type": "cuda"})())
-    assert device.tagging_workers(0, "auto") == 1  # a GPU is kept busy by one process
+    assert device.tagging_workers(0, "auto") == 1  # one-output run on a GPU: one process, one CUDA context
+    assert device.tagging_workers(0, "auto", per_file=True) == device.GPU_CORPUS_WORKERS == 4  # a corpus run
+    monkeypatch.setattr(device, "physical_cores", lambda: 2)
+    assert device.tagging_workers(0, "auto", per_file=True) == 2 and device.tagging_workers(5, "auto", True) == 5
+
+
+def test_the_batch_size_defaults_to_the_device(monkeypatch):
+    from mambaner_cli.runtime import device
+
+    assert device.default_batch_size("cpu") == device.CPU_BATCH_SIZE == 32
+    assert device.default_batch_size("cpu", 7) == 7
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device.default_batch_size("auto") == device.GPU_BATCH_SIZE == 512  # auto picks the GPU
+    assert device.default_batch_size("cpu") == 32 and device.default_batch_size("auto", 64) == 64
 
 
 def test_a_library_run_with_workers_tags_what_one_process_tags(tiny_model_dir, tmp_path):
@@ -263,7 +277,8 @@ def test_a_long_run_tags_with_the_compiled_kernels_and_a_short_one_without(tiny_
         monkeypatch.setattr(numba_infer, "AUTO_NUMBA_BYTES", threshold)
         calls.clear()
         out = tmp_path / f"{name}.jsonl"
-        tag(*inputs, "--lines", "-o", out, "--model", tiny_model_dir, "--workers", "1")
+        # --device cpu: the compiled kernels are the CPU's; on a machine with a GPU, auto would pick CUDA
+        tag(*inputs, "--lines", "-o", out, "--model", tiny_model_dir, "--workers", "1", "--device", "cpu")
         assert bool(calls) == (name == "long"), name
         assert "MAMBANER_KERNELS" not in os.environ
         outputs[name] = [(m["start"], m["end"]) for line in out.read_text().splitlines()

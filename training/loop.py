@@ -289,6 +289,8 @@ def _checkpoint(out: Path, optimisation: Optimisation, rng: random.Random, state
         "ema": optimisation.ema.state_dict() if optimisation.ema is not None else None,
         "optimizer": optimisation.optimizer.state_dict(), "scheduler": optimisation.scheduler.state_dict(),
         "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+        # dropout on a GPU draws from the CUDA generators: without them a resumed run draws other masks
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
         "history": state.history, "best_f1": state.best_f1, "best_epoch": state.best_epoch, "epoch": state.epoch,
     })
 
@@ -308,5 +310,7 @@ def _restore(checkpoint: dict[str, Any], optimisation: Optimisation, rng: random
     version, internal, gauss = checkpoint["rng"]
     rng.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(checkpoint["torch_rng"])
+    if checkpoint.get("cuda_rng") is not None and torch.cuda.is_available():  # absent in older checkpoints
+        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
     state.history, state.best_f1 = checkpoint["history"], checkpoint["best_f1"]
     state.best_epoch, state.epoch = checkpoint["best_epoch"], checkpoint["epoch"]

@@ -69,8 +69,9 @@ def model_options(function: Callable) -> Callable:
                                  "(NTG)\") given their long form's type.")(function)
     function = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                             show_default=True, help="Where the model runs; auto picks CUDA when there is a GPU.")(function)
-    function = click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
-                            help="Sentences per model batch (sentences are bucketed by length).")(function)
+    function = click.option("--batch-size", type=click.IntRange(1), default=None,
+                            help="Sentences per model batch (sentences are bucketed by length). Default: 32 on a "
+                                 "CPU, 512 on a GPU.")(function)
     function = click.option("--model", "model", default=None, metavar="NAME|DIR",
                             help=f"A shipped model ({', '.join(shipped_models()) or 'none installed'}) or a "
                                  "model directory. Default: the embedded default model.")(function)

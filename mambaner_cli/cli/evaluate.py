@@ -24,12 +24,13 @@ from mambaner_cli.corpora import CORPORA
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for the model (0: one per physical core).")
 @click.option("-q", "--quiet", is_flag=True)
 def evaluate(dataset: str, split: str, conll: str | None, data_dir: str | None, model: str | None,
-             batch_size: int, device: str, network_only: bool, convention: str | None, no_documents: bool, json_path: str | None, report: str | None,
+             batch_size: int | None, device: str, network_only: bool, convention: str | None, no_documents: bool, json_path: str | None, report: str | None,
              threads: int, quiet: bool) -> None:
     """Benchmark a model: strict entity-level F1 on a standard split, and the full pipeline on documents."""
-    from mambaner_cli.runtime.device import use_threads
+    from mambaner_cli.runtime.device import default_batch_size, use_threads
 
     use_threads(threads)  # before torch is imported
+    batch_size = default_batch_size(device, batch_size)
     from mambaner_cli.evaluate import EvalArgs, markdown_report, write_json
     from mambaner_cli.evaluate import evaluate as run_evaluation
     from mambaner_cli.invocation import command_line

@@ -199,12 +199,13 @@ Examples:
                    "a directory tagged with another model or options.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str | None, lines: bool,
-        encoding: str, encoding_errors: str, model: str | None, batch_size: int, device: str,
+        encoding: str, encoding_errors: str, model: str | None, batch_size: int | None, device: str,
         network_only: bool, convention: str | None, types: str | None, threads: int, fail_fast: bool, workers: int, engine: str | None,
         ray_address: str | None, overwrite: bool, quiet: bool, pubmed: PubmedOptions) -> None:
     """`mambaner tag` (help: TAG_HELP, built from the format registry): every option into one TagOptions,
     one run over the files and the PubMed records, then the summary and the exit status."""
     from mambaner_cli.runtime.corpus import is_directory_output
+    from mambaner_cli.runtime.device import default_batch_size
     from mambaner_cli.runtime.run import TagOptions, run_tag_job
 
     if ray_address is not None and engine == "local":
@@ -214,7 +215,7 @@ def tag(inputs: tuple[str, ...], output: str, fmt: str | None, input_format: str
     if types is not None and not kinds:
         raise click.UsageError("--types names no type: give entity types, comma-separated (e.g. Disease,Chemical).")
     options = TagOptions(output=output, inputs=inputs, output_format=fmt, input_format=input_format, lines=lines,
-                         model=model, batch_size=batch_size, device=device, convention=convention,
+                         model=model, batch_size=default_batch_size(device, batch_size), device=device, convention=convention,
                          rules=not network_only, types=kinds,
                          threads=threads, fail_fast=fail_fast, encoding=encoding, encoding_errors=encoding_errors,
                          quiet=quiet, pubmed=pubmed, workers=workers, overwrite=overwrite,

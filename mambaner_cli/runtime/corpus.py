@@ -453,7 +453,7 @@ def run_corpus_job(options: TagOptions, observer: TagObserver | None = None) -> 
     names = output_names(inputs, fmt)
     outputs = {path: _join(directory, name) for path, name in names.items()}
     if options.engine == "local":  # Ray sizes its own actor pool when --workers is 0
-        options = with_workers_resolved(options)
+        options = with_workers_resolved(options, per_file=True)
     # the driver's own tagger tags nothing under --workers or Ray, but its label makes the settings
     tagger = _load_tagger(parent_options(options) if options.workers > 1 or options.engine != "local" else options)
     settings = settings_of(options, fmt, tagger.label)

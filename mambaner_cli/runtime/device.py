@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Sentences per model batch when --batch-size is not given. On a CPU, 32 (larger batches gained nothing on
+#: the 2-core machine: README, Performance). On a GPU, 512, a whole chunk of the pipeline in one batch: on an
+#: H200 (pure-PyTorch path) 512 tagged 2.3x the sentences/s of 32 through Tagger.tag and 1.29x the documents/s
+#: of `mambaner tag` end to end (benchmarks/bench_gpu.py; README, Performance, "On a GPU").
+CPU_BATCH_SIZE = 32
+GPU_BATCH_SIZE = 512
+#: Worker processes sharing one GPU in a corpus run when --workers is not given (see tagging_workers)
+GPU_CORPUS_WORKERS = 4
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -30,6 +38,15 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise MambanerError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto.")
     return torch.device(device)
+
+
+def default_batch_size(device: str = "auto", batch_size: int | None = None) -> int:
+    """``batch_size`` when given, else the default for where ``device`` puts the model (CPU_BATCH_SIZE or
+    GPU_BATCH_SIZE)."""
+    if batch_size is not None:
+        return batch_size
+    sleeping_threads()  # before torch loads, which pick_device may be the first to do
+    return GPU_BATCH_SIZE if pick_device(device).type == "cuda" else CPU_BATCH_SIZE
 
 
 def physical_cores() -> int:
@@ -68,15 +85,21 @@ def tagging_threads(threads: int = 0) -> int:
     return threads or max(1, physical_cores() - 1)
 
 
-def tagging_workers(workers: int = 0, device: str = "auto") -> int:
+def tagging_workers(workers: int = 0, device: str = "auto", per_file: bool = False) -> int:
     """Processes that tag for `mambaner tag` (runtime/workers.py): ``workers``, or 0 for one per physical
     core on the CPU, each with one torch thread (on this project's 2-core machine two single-threaded
-    processes beat one process with any thread count: README, Performance) — and one on a GPU, which a
-    single process keeps busy."""
+    processes beat one process with any thread count: README, Performance). On a GPU, one for a one-output
+    run, whose workers would each load the model into a CUDA context of their own for one file; for a corpus
+    run (``per_file``: workers take whole input files), GPU_CORPUS_WORKERS (at most one per core). One process
+    does not keep a GPU busy: on an H200 the network was 41 % of Tagger.tag's time at batch 512 (the rest:
+    encoding, lexicon matching, labels, rules in Python), before any reading, splitting or writing, and four
+    corpus-run workers sharing it tagged 1.8x the documents/s of one (README, Performance, "On a GPU")."""
     if workers:
         return workers
     sleeping_threads()  # before torch loads, which pick_device may be the first to do
-    return 1 if pick_device(device).type != "cpu" else physical_cores()
+    if pick_device(device).type == "cpu":
+        return physical_cores()
+    return min(GPU_CORPUS_WORKERS, physical_cores()) if per_file else 1
 
 
 def worker_threads(threads: int, workers: int) -> int:

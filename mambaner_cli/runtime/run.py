@@ -238,12 +238,12 @@ def _same_file(path: str, output: str) -> bool:
         return os.path.realpath(path) == os.path.realpath(output)
 
 
-def with_workers_resolved(options: TagOptions) -> TagOptions:
-    """``options`` with ``workers`` 0 replaced by the number it means here (device.tagging_workers), so that
-    a run decides it once."""
+def with_workers_resolved(options: TagOptions, per_file: bool = False) -> TagOptions:
+    """``options`` with ``workers`` 0 replaced by the number it means here (device.tagging_workers; ``per_file``:
+    a corpus run, whose workers take whole files), so that a run decides it once."""
     from mambaner_cli.runtime.device import tagging_workers
 
-    return dataclasses.replace(options, workers=tagging_workers(options.workers, options.device))
+    return dataclasses.replace(options, workers=tagging_workers(options.workers, options.device, per_file))
 
 
 def run_kernels(options: TagOptions, paths: Sequence[str]) -> contextlib.AbstractContextManager[str]:
