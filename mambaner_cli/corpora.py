@@ -210,13 +210,13 @@ def read_conll(path: str | os.PathLike) -> list[Sentence]:
             continue
         parts = line.split("\t") if "\t" in line else line.split()
         tag = parts[-1].strip()
-        if line.startswith("#") and (len(parts) < 2 or not _is_tag(tag)):
+        if line.startswith("#") and (len(parts) < 2 or not is_iob_tag(tag)):
             continue  # a comment
         if parts[0] == "-DOCSTART-":
             continue
         if len(parts) < 2:
             raise MambanerError(f"{path}:{number}: expected 'token<TAB>tag', got {line!r}")
-        if not _is_tag(tag):
+        if not is_iob_tag(tag):
             raise MambanerError(f"{path}:{number}: {tag!r} is not an IOB2 tag (O, B-Type, I-Type)")
         if tag.startswith("I-") and (not tags or tags[-1][2:] != tag[2:]):
             previous = repr(tags[-1]) if tags else "the start of a sentence"
@@ -231,7 +231,8 @@ def read_conll(path: str | os.PathLike) -> list[Sentence]:
     return sentences
 
 
-def _is_tag(tag: str) -> bool:
+def is_iob_tag(tag: str) -> bool:
+    """Whether ``tag`` is an IOB2 tag: O, B-Type or I-Type."""
     return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
 
 

@@ -166,3 +166,90 @@ def test_devel_and_test_sentences_are_never_pseudo_labelled(tmp_path, data):  # 
     assert len(read_unlabeled([text], 10)) == 3
     assert read_unlabeled([text], 10, exclude=keys) == [["One", "two", "three", "four", "five"],
                                                         ["Six", "seven", "eight", "nine", "ten"]]
+
+
+def test_partial_pseudo_labels_list_every_tag_the_ensemble_finds_likely(teachers):
+    from mambaner_cli.training.pseudo import partial_pseudo_label
+
+    averaged = ensemble_marginals(teachers, SENTENCES)
+    labels = list(teachers[0].labels)
+    tags = posterior_tags(averaged, labels)
+    labelled = partial_pseudo_label(teachers, SENTENCES, 0.0, 0.05)
+    assert [(tokens, t) for tokens, t, _ in labelled] == pseudo_label(teachers, SENTENCES, 0.0)
+    several = 0
+    for (_, sentence_tags, choices), probabilities, expected in zip(labelled, averaged, tags, strict=True):
+        assert sentence_tags == expected
+        for j, (tag, options) in enumerate(zip(sentence_tags, choices, strict=True)):
+            assert options[0] == tag  # its tag first, then the others at >= 0.05, most probable first
+            others = {labels[k] for k in range(len(labels)) if probabilities[j, k] >= 0.05} - {tag}
+            assert set(options[1:]) == others and len(options) == len(set(options))
+            ranked = [probabilities[j, labels.index(o)] for o in options[1:]]
+            assert ranked == sorted(ranked, reverse=True)
+            several += len(options) > 1
+    assert several > 0  # the tiny teachers are unsure somewhere: the test sees alternatives
+    # a threshold of 1 leaves only the tag
+    assert all(len(o) == 1 for _, _, c in partial_pseudo_label(teachers, SENTENCES, 0.0, 1.0) for o in c)
+
+
+def test_a_partial_pseudo_label_file_reads_as_conll_and_gives_its_alternatives_back(tmp_path):
+    from mambaner_cli.training.pseudo import read_alternatives
+
+    sentences = [(["#", "BRCA1", "gout"], ["O", "B-Gene", "B-Disease"]), (["mice"], ["B-Species"])]
+    choices = [[("O",), ("B-Gene", "O"), ("B-Disease", "B-Gene", "O")], [("B-Species",)]]
+    path = tmp_path / "partial.conll"
+    path.write_text(conll_text(sentences, provenance="made here", alternatives=choices), encoding="utf-8")
+    assert "BRCA1\tB-Gene|O\tB-Gene\n" in path.read_text(encoding="utf-8")
+    assert read_conll(path) == sentences  # CoNLL readers see token and tag (first and last columns)
+    assert read_alternatives(path) == choices
+    plain = tmp_path / "plain.conll"
+    plain.write_text(conll_text(sentences), encoding="utf-8")
+    assert read_alternatives(plain) is None
+
+
+def test_a_student_may_learn_an_unsure_token_as_any_of_its_alternatives(tmp_path, data):  # noqa: F811
+    import torch
+    from mambaner_cli.training.scratch import batch_loss_function, build_network
+
+    sentence = (["BRCA1", "and", "gout", "in", "mice"], ["B-Gene", "O", "B-Disease", "O", "B-Species"])
+    choices = [("B-Gene", "B-Disease"), ("O",), ("B-Disease", "O"), ("O",), ("B-Species",)]
+    partial, sure = tmp_path / "partial.conll", tmp_path / "sure.conll"
+    partial.write_text(conll_text([sentence] * 4, alternatives=[choices] * 4), encoding="utf-8")
+    sure.write_text(conll_text([sentence] * 4, alternatives=[[c[:1] for c in choices]] * 4), encoding="utf-8")
+
+    def prepared(path):
+        args = ScratchArgs(output="unused", datasets=["ncbi", "species800"], data_dir=str(data),
+                           pseudo_files=[str(path)], hidden_size=16, num_layers=1, state_size=4, word_dim=8)
+        return args, prepare_data(args, log=lambda message: None)
+
+    args, data_partial = prepared(partial)
+    gold = len(data_partial.train) - 4
+    assert data_partial.train_alternatives[:gold] == [None] * gold and data_partial.train_alternatives[gold:] == [choices] * 4
+    assert prepared(sure)[1].train_alternatives is None  # one tag a token: nothing partial
+    network = build_network(args, data_partial, log=lambda message: None)
+    seen = {}
+    original = network.loss
+
+    def loss(**kwargs):
+        seen["allowed"] = kwargs["allowed"]
+        return original(**kwargs)
+
+    network.loss = loss
+    torch.manual_seed(0)
+    with_alternatives = batch_loss_function(args, data_partial, network)([gold, gold + 1])
+    labels = data_partial.labels
+    allowed = seen["allowed"][0]  # the first pseudo sentence
+    assert {labels[k] for k in allowed[0].nonzero().flatten().tolist()} == {"B-Gene", "B-Disease"}
+    assert {labels[k] for k in allowed[2].nonzero().flatten().tolist()} == {"B-Disease", "O"}
+    assert allowed[1].sum() == 1 and allowed[4].sum() == 1
+    # more paths allowed, a smaller loss than the same sentences read with their tags alone (same weights and
+    # word dropout: the same seed)
+    data_sure = prepare_data(replace_pseudo(args, sure), log=lambda message: None)
+    torch.manual_seed(0)
+    tags_only = batch_loss_function(args, data_sure, network)([gold, gold + 1])
+    assert float(with_alternatives.detach()) < float(tags_only.detach())
+
+
+def replace_pseudo(args, path):
+    import dataclasses
+
+    return dataclasses.replace(args, pseudo_files=[str(path)])

@@ -5,7 +5,10 @@ Averaging the CRF marginals of two train-only runs of the default recipe raised 
 F1 by 0.7 over its members (`benchmarks/ensemble_devel.py`, README); a student trained on the ensemble's tags
 of unlabeled text may keep part of that at one model's cost (issue 15, lever 3). The labels are hard: the
 valid IOB2 path of highest summed log marginal, kept only for a sentence whose every token has an averaged
-marginal of at least ``min_confidence`` for its tag (soft targets would need a loss of their own). The
+marginal of at least ``min_confidence`` for its tag. With ``partial`` the labels are partly soft: each token
+also lists every tag whose averaged marginal reaches ``partial`` (a middle column, ``B-Gene|O``), and the
+student learns such a token as any of them (partial labels: the CRF sums over the paths through them), so a
+sentence the ensemble is unsure of in a few places can be kept without forcing its guess there. The
 unlabeled text must hold no sentence of a test split (the data folder's does not).
 """
 
@@ -76,15 +79,27 @@ def pseudo_label(taggers: Sequence[Tagger], token_lists: Sequence[Sequence[str]]
                  ) -> list[tuple[list[str], list[str]]]:
     """The sentences the ensemble is sure of (every token's averaged marginal of its tag ≥ ``min_confidence``),
     with the ensemble's tags, in the order given."""
+    return [(tokens, tags) for tokens, tags, _ in partial_pseudo_label(taggers, token_lists, min_confidence, 1.0)]
+
+
+def partial_pseudo_label(taggers: Sequence[Tagger], token_lists: Sequence[Sequence[str]], min_confidence: float,
+                         partial: float) -> list[tuple[list[str], list[str], list[tuple[str, ...]]]]:
+    """``pseudo_label``'s sentences, each with its alternatives: per token, its tag first, then every other
+    tag whose averaged marginal is at least ``partial`` (most probable first)."""
     averaged = ensemble_marginals(taggers, token_lists)
     labels = list(taggers[0].labels)
-    kept: list[tuple[list[str], list[str]]] = []
+    kept: list[tuple[list[str], list[str], list[tuple[str, ...]]]] = []
     for tokens, probabilities, tags in zip(token_lists, averaged, posterior_tags(averaged, labels), strict=True):
         if not tokens:
             continue
         chosen = probabilities[np.arange(len(tags)), [labels.index(tag) for tag in tags]]
-        if float(chosen.min()) >= min_confidence:
-            kept.append((list(tokens), tags))
+        if float(chosen.min()) < min_confidence:
+            continue
+        alternatives = []
+        for tag, row in zip(tags, probabilities):
+            others = [labels[k] for k in np.argsort(-row, kind="stable") if row[k] >= partial and labels[k] != tag]
+            alternatives.append((tag, *others))
+        kept.append((list(tokens), tags, alternatives))
     return kept
 
 
@@ -134,15 +149,57 @@ def read_unlabeled(paths: Iterable[str | Path], max_sentences: int, min_tokens: 
 PROVENANCE_PREFIX = "# pseudo-labels: "
 
 
-def conll_text(sentences: Iterable[tuple[Sequence[str], Sequence[str]]], provenance: str | None = None) -> str:
+#: Between a token's alternative tags in the middle column of a partial pseudo-label file.
+ALTERNATIVES_SEPARATOR = "|"
+
+
+def conll_text(sentences: Iterable[tuple[Sequence[str], Sequence[str]]], provenance: str | None = None,
+               alternatives: Sequence[Sequence[Sequence[str]]] | None = None) -> str:
     """``token<TAB>tag`` lines, a blank line after each sentence: what `read_conll` reads; with
-    ``provenance`` (one line, no tab), first a comment line that :func:`read_provenance` gives back."""
+    ``provenance`` (one line, no tab), first a comment line that :func:`read_provenance` gives back. With
+    ``alternatives`` (per sentence, per token, its tag first), ``token<TAB>alternatives<TAB>tag`` lines:
+    `read_conll` still reads the token and the tag (first and last columns), :func:`read_alternatives` the
+    middle one."""
     if provenance is not None and ("\t" in provenance or "\n" in provenance):
         raise ValueError("provenance must be one line without tabs")
     # the comment ends in a word that is no IOB2 tag, so that read_conll cannot read it as a token line
     header = f"{PROVENANCE_PREFIX}{provenance} (end)\n" if provenance is not None else ""
-    return header + "".join("".join(f"{token}\t{tag}\n" for token, tag in zip(tokens, tags, strict=True)) + "\n"
-                            for tokens, tags in sentences)
+    sentences = list(sentences)
+    if alternatives is None:
+        return header + "".join("".join(f"{token}\t{tag}\n" for token, tag in zip(tokens, tags, strict=True))
+                                + "\n" for tokens, tags in sentences)
+    return header + "".join(
+        "".join(f"{token}\t{ALTERNATIVES_SEPARATOR.join(options)}\t{tag}\n"
+                for token, tag, options in zip(tokens, tags, choices, strict=True)) + "\n"
+        for (tokens, tags), choices in zip(sentences, alternatives, strict=True))
+
+
+def read_alternatives(path: str | Path) -> list[list[tuple[str, ...]]] | None:
+    """The middle column of a partial pseudo-label file (:func:`conll_text` with ``alternatives``): per
+    sentence, per token, its tags, as `read_conll` orders the sentences; None for a two-column file."""
+    from mambaner_cli.corpora import is_iob_tag
+
+    sentences: list[list[tuple[str, ...]]] = []
+    current: list[tuple[str, ...]] = []
+    three_columns = False
+    with open(path, encoding="utf-8") as stream:
+        for line in stream:
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                if current:
+                    sentences.append(current)
+                    current = []
+                continue
+            parts = line.split("\t")
+            if line.startswith("#") and (len(parts) < 2 or not is_iob_tag(parts[-1].strip())):
+                continue  # a comment, as read_conll reads it
+            if parts[0] == "-DOCSTART-":
+                continue
+            three_columns |= len(parts) == 3
+            current.append(tuple(parts[1].split(ALTERNATIVES_SEPARATOR)) if len(parts) == 3 else (parts[-1],))
+    if current:
+        sentences.append(current)
+    return sentences if three_columns else None
 
 
 def read_provenance(path: str | Path) -> str | None:

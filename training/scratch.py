@@ -30,10 +30,11 @@ from mambaner_cli.training.loop import (
     seed_everything,
     warmup_then_decay_to_tenth,
 )
-from mambaner_cli.training.pseudo import read_provenance
+from mambaner_cli.training.pseudo import read_alternatives, read_provenance
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mambaner_cli.corpora import Sentence, corpus, read_conll
+from mambaner_cli.errors import MambanerError
 from mambaner_cli.metrics import entity_scores, only_types
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.conventions import SHARED_CONVENTION
@@ -79,6 +80,9 @@ class TrainingData:
     # other types stay possible (CRF.partial_neg_log_likelihood). None when every corpus marks every type.
     train_marks: list[tuple[str, ...]] | None = None
     dev_marks: list[tuple[str, ...]] | None = None  # per devel sentence, for scoring only those types
+    # Partial pseudo-labels (`pseudo-label --partial`): per training sentence, per token, the tags it may have
+    # (its tag first); None for a sentence with one tag a token, and for the whole list when none has more.
+    train_alternatives: list[list[tuple[str, ...]] | None] | None = None
 
 
 def build_vocabularies(train: list[Sentence], min_count: int) -> tuple[Vocabulary, Vocabulary]:
@@ -105,14 +109,17 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
         log(f"kept {len(kept):,} of {len(train):,} training sentences (--keep-empty)")
         train = [train[i] for i in kept]
         corpus_ids["train"] = [corpus_ids["train"][i] for i in kept]
+    alternatives: list[list[tuple[str, ...]] | None] = [None] * len(train)
     if args.pseudo_files:  # one more corpus, after the --dataset ones: it marks every type
-        pseudo = [sentence for path in args.pseudo_files for sentence in read_conll(path)]
+        pseudo, pseudo_alternatives = read_pseudo(args.pseudo_files)
         log(f"{len(pseudo):,} pseudo-labelled training sentences (--pseudo)")
         train = train + pseudo
+        alternatives += pseudo_alternatives
         corpus_ids["train"] = corpus_ids["train"] + [len(args.datasets)] * len(pseudo)
     train_corpora = corpus_ids.get("train")
     if args.with_devel:  # the final-model protocol: devel becomes training data
         train = train + dev
+        alternatives += [None] * len(dev)
         train_corpora = train_corpora + corpus_ids["devel"] if train_corpora is not None else None
     conventions = convention_names(args)
     # a corpus's index into args.datasets → its convention's index into the network's conventions
@@ -139,6 +146,7 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
         train_codes = [train_codes[i] for i in copies] if train_codes is not None else None
         train_conventions = [train_conventions[i] for i in copies] if train_conventions is not None else None
         train_corpora = [train_corpora[i] for i in copies]
+        alternatives = [alternatives[i] for i in copies]
         log("repeated each epoch: " + ", ".join(f"{name} ×{k}" for name, k in args.repeats.items()))
     train_marks = dev_marks = None
     if marks is not None:
@@ -152,9 +160,33 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     if conventions:
         dev_conventions = ([0] * len(dev) if args.shared_convention
                            else [to_convention[c] for c in corpus_ids["devel"]])
+    unknown = {tag for options in alternatives if options for tags in options for tag in tags} - set(labels)
+    if unknown:
+        raise MambanerError(f"--pseudo: alternative tags {', '.join(sorted(unknown))} are no label of this run "
+                            f"({', '.join(labels)})")
     return TrainingData(train, dev, test, corpus_ids, train_conventions, dev_conventions,
                         (list(args.datasets), corpus_ids["devel"]) if several else None,
-                        labels, words, chars, lexicon, train_codes, encoder, train_marks, dev_marks)
+                        labels, words, chars, lexicon, train_codes, encoder, train_marks, dev_marks,
+                        alternatives if any(options is not None for options in alternatives) else None)
+
+
+def read_pseudo(paths: list[str]) -> tuple[list[Sentence], list[list[tuple[str, ...]] | None]]:
+    """The sentences of pseudo-label files and, per sentence, its tokens' alternative tags where a token has
+    more than one (a partial pseudo-label file), else None."""
+    sentences: list[Sentence] = []
+    alternatives: list[list[tuple[str, ...]] | None] = []
+    for path in paths:
+        part = read_conll(path)
+        options = read_alternatives(path)
+        if options is not None and [len(o) for o in options] != [len(tokens) for tokens, _ in part]:
+            raise MambanerError(f"{path}: the alternatives column does not line up with the sentences")
+        if options is not None and any(o[0] != tag for o_s, (_, tags) in zip(options, part)
+                                       for o, tag in zip(o_s, tags)):
+            raise MambanerError(f"{path}: a token's first alternative is not its tag")
+        sentences += part
+        alternatives += ([o if any(len(t) > 1 for t in o) else None for o in options] if options is not None
+                         else [None] * len(part))
+    return sentences, alternatives
 
 
 def convention_names(args: ScratchArgs) -> list[str]:
@@ -274,13 +306,18 @@ def batch_loss_function(args: ScratchArgs, data: TrainingData, network: MambaTag
         tags = torch.zeros_like(features["word_ids"])
         for i, (_, gold) in enumerate(group):
             tags[i, :len(gold)] = torch.tensor([tag_ids[t] for t in gold])
-        if data.train_marks is None:
+        if data.train_marks is None and data.train_alternatives is None:
             return network.loss(**features, tags=tags)
         allowed = torch.nn.functional.one_hot(tags, len(data.labels)).bool()  # b l t
         for i, index in enumerate(indices):
-            unmarked = unmarked_tags[data.train_marks[index]]  # t    the tags an O may hide here
-            is_o = tags[i] == tag_ids["O"]  # l
-            allowed[i] |= is_o[:, None] & unmarked[None, :]
+            if data.train_marks is not None:
+                unmarked = unmarked_tags[data.train_marks[index]]  # t    the tags an O may hide here
+                is_o = tags[i] == tag_ids["O"]  # l
+                allowed[i] |= is_o[:, None] & unmarked[None, :]
+            options = data.train_alternatives[index] if data.train_alternatives is not None else None
+            for j, choices in enumerate(options or ()):  # a partial pseudo-label: any of the ensemble's choices
+                for choice in choices[1:]:
+                    allowed[i, j, tag_ids[choice]] = True
         return network.loss(**features, tags=tags, allowed=allowed)
 
     return batch_loss

@@ -104,11 +104,16 @@ def pack(source: str, output: str) -> None:
                    "devel or test split).")
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.9, show_default=True,
               help="Keep a sentence only if every token's averaged marginal of its tag reaches this.")
+@click.option("--partial", type=click.FloatRange(0.0, 1.0, min_open=True), default=None, metavar="P",
+              help="Also write, per token, every tag whose averaged marginal reaches P (a middle column, "
+                   "`B-Gene|O`): `train scratch --pseudo` learns such a token as any of them (partial labels), "
+                   "so a lower --min-confidence can keep sentences the ensemble is unsure of in places.")
 @click.option("--threads", type=click.IntRange(0), default=0, help="Torch CPU threads (0: one per physical core).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="CoNLL file to write (token<TAB>tag; for `train scratch --pseudo`).")
+              help="CoNLL file to write (token<TAB>tag, or token<TAB>tags<TAB>tag with --partial; for `train "
+                   "scratch --pseudo`).")
 def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir: str | None, max_sentences: int,
-                 min_confidence: float, threads: int, output: str) -> None:
+                 min_confidence: float, partial: float | None, threads: int, output: str) -> None:
     """Tag unlabeled sentences with an ensemble of models and keep those it is sure of: the training data of
     a distilled student (`train scratch --pseudo OUTPUT`)."""
     from mambaner_cli.corpora import UNLABELED_FILE, resolve_data_dir, sha256
@@ -117,7 +122,7 @@ def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir:
     from mambaner_cli.runtime.load import load_tagger
     from mambaner_cli.runtime.model_dir import WEIGHTS_FILE, resolve_model
     from mambaner_cli.runtime.tagger import Tagger
-    from mambaner_cli.training.pseudo import conll_text, held_out_keys, pseudo_label, read_unlabeled
+    from mambaner_cli.training.pseudo import conll_text, held_out_keys, partial_pseudo_label, read_unlabeled
     from mambaner_cli.writers import atomic_output, check_output
 
     check_output(output)
@@ -129,17 +134,24 @@ def pseudo_label(models: tuple[str, ...], text_files: tuple[str, ...], data_dir:
     held_out = held_out_keys(data_dir)  # the corpora's devel and test sentences, never pseudo-labelled
     sentences = read_unlabeled(text_files or [resolve_data_dir(data_dir) / UNLABELED_FILE], max_sentences,
                                exclude=held_out)
-    kept = pseudo_label(taggers, sentences, min_confidence)
+    labelled = partial_pseudo_label(taggers, sentences, min_confidence, partial if partial is not None else 1.0)
+    kept = [(tokens, tags) for tokens, tags, _ in labelled]
     mentions = sum(tag.startswith("B-") for _, tags in kept for tag in tags)
+    uncertain = sum(len(options) > 1 for _, _, choices in labelled for options in choices)
     command = shlex.join(["mambaner", "train", "pseudo-label", *(f"--model={m}" for m in models),
                           *(f"--text={t}" for t in text_files),
                           *([f"--data-dir={data_dir}"] if data_dir else []), f"--max-sentences={max_sentences}",
-                          f"--min-confidence={min_confidence}", f"--output={output}"])
+                          f"--min-confidence={min_confidence}",
+                          *([f"--partial={partial}"] if partial is not None else []), f"--output={output}"])
     # a shipped name names other weights in another release: the weights' digest says which teacher it was
-    provenance = (f"`{command}`: {len(kept):,} of {len(sentences):,} sentences kept, {mentions:,} mentions; "
+    provenance = (f"`{command}`: {len(kept):,} of {len(sentences):,} sentences kept, {mentions:,} mentions"
+                  + (f", {uncertain:,} tokens with alternatives" if partial is not None else "") + "; "
                   "teachers' weights (SHA-256): " + "; ".join(f"{m} {sha256(resolve_model(m) / WEIGHTS_FILE)[:16]}"
                                                               for m in models))
     with atomic_output(output) as stream:
-        stream.write(conll_text(kept, provenance=provenance).encode("utf-8"))
+        alternatives = [choices for _, _, choices in labelled] if partial is not None else None
+        stream.write(conll_text(kept, provenance=provenance, alternatives=alternatives).encode("utf-8"))
     stderr_console().print(f"{output}: {len(kept):,} of {len(sentences):,} sentences kept (min confidence "
-                           f"{min_confidence}), {mentions:,} mentions", markup=False)
+                           f"{min_confidence}), {mentions:,} mentions"
+                           + (f", {uncertain:,} tokens with alternatives (--partial {partial})"
+                              if partial is not None else ""), markup=False)
