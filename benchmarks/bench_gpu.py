@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -171,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.data_dir is None:
         args.data_dir = str(data_dir(None))
-    os.environ.setdefault("MAMBANER_DATA", args.data_dir)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     print(f"bench_gpu {started}: {' '.join(sys.argv[1:]) or '(defaults)'}; {cpu_name()}, "
           f"{physical_cores()} physical cores", flush=True)

@@ -201,7 +201,7 @@ def test_checkpoint_state_round_trips_tensors_int_keys_and_tuples(tmp_path):
 
 def test_a_checkpoint_keeps_the_cuda_generators_when_cuda_is_in_use(tmp_path, monkeypatch):
     """Dropout on a GPU draws from the CUDA generators: a checkpoint keeps their states and a resumed run puts
-    them back (seen on a GPU: without them a resumed LoRA run's third epoch lost 0.103 against 0.112). CUDA's
+    them back (seen on a GPU: without them a resumed LoRA run's third-epoch loss was 0.103 against 0.112). CUDA's
     calls are stood in for here (no GPU on CI); tests/test_finetune.py's resume test checks it on a GPU."""
     from mambaner_cli.training.loop import Optimisation, RunState, _checkpoint, _restore, load_checkpoint
 

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     import torch
 
 DEVICES = ("auto", "cpu", "cuda")
-#: Sentences per model batch when --batch-size is not given. On a CPU, 32 (larger batches gained nothing on
-#: the 2-core machine: README, Performance). On a GPU, 512, a whole chunk of the pipeline in one batch: on an
+#: Sentences per model batch when --batch-size is not given. On a CPU, 32 as before (not re-chosen; batch 256
+#: was no faster here: 119 against 125 sentences/s through Tagger.tag, `python -m benchmarks.bench_gpu --device
+#: cpu --batch-sizes 32,256 --repeats 1`, one run on the busy 2-core machine). On a GPU, 512, a whole chunk of the pipeline in one batch: on an
 #: H200 (pure-PyTorch path) 512 tagged 2.3x the sentences/s of 32 through Tagger.tag and 1.29x the documents/s
 #: of `mambaner tag` end to end (benchmarks/bench_gpu.py; README, Performance, "On a GPU").
 CPU_BATCH_SIZE = 32
