@@ -35,7 +35,6 @@ from mambaner_cli.training.datasets import load_sentences
 
 from benchmarks.bench_scan import best_time
 from benchmarks.benchmark import cpu_name, load_average
-from mambaner_cli.model.features import encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.models import tagger
 from mambaner_cli.model.modules import block, crf, embeddings
@@ -89,8 +88,7 @@ def encoded_batches(model: Tagger, sentences: list[list[str]], batch_size: int) 
         group = [s for s in ordered[first:first + batch_size] if s]
         if not group:
             continue
-        codes = [model.lexicon.match(s) for s in group] if model.lexicon is not None else None
-        batches.append(encode_batch(group, model.words, model.chars, model.model.config.max_word_len, codes))
+        batches.append(model.encode(group, *model.input_codes(group)))
     return batches
 
 

@@ -92,7 +92,7 @@ def test_init_from_encoder_copies_the_encoder_and_widens_the_projection():
                           char_channels=4, case_dim=2, hidden_size=8, num_layers=1, state_size=2, use_crf=False)
     language_model = BiLanguageModel(config, 5)
     tagger_config = TaggerConfig.from_dict({**config.to_dict(), "labels": ["O", "B-Disease", "I-Disease"],
-                                            "lexicon_dim": 3, "use_crf": True})
+                                            "lexicon_dim": 3, "pattern_dim": 2, "use_crf": True})
     tagger = MambaTagger(tagger_config)
     fresh = {k: v.clone() for k, v in tagger.state_dict().items()}
     copied = init_from_encoder(tagger, language_model.state_dict())
@@ -105,7 +105,7 @@ def test_init_from_encoder_copies_the_encoder_and_widens_the_projection():
     assert torch.equal(state["features.projection.weight"][:, :width], encoder["features.projection.weight"])
     assert torch.equal(state["features.projection.weight"][:, width:], fresh["features.projection.weight"][:, width:])
     assert torch.equal(state["emissions.weight"], fresh["emissions.weight"])  # the head is the tagger's own
-    assert "features.lexicon.weight" not in copied
+    assert "features.lexicon.weight" not in copied and "features.patterns.weight" not in copied
 
 
 def test_pretrain_refuses_too_little_text(tmp_path):

@@ -213,6 +213,15 @@ def test_an_unreachable_server_is_one_error_at_once(tmp_path):
     assert result.exit_code == 1 and "cannot reach" in result.stderr
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raising KeyboardInterrupt, as in a terminal: a test run started in the background (`&`, nohup)
+    inherits SIGINT ignored, and then a real Ctrl-C in these tests would never arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class _InterruptOnce:
     """An observer that presses Ctrl-C (a real SIGINT, which wakes the main thread) once a file is partly
     downloaded, then holds the worker until the main thread has told it to stop (a loaded machine may take a while)."""
@@ -237,7 +246,7 @@ class _InterruptOnce:
         pass
 
 
-def test_ctrl_c_leaves_no_half_file_and_the_next_run_resumes(server, tmp_path):
+def test_ctrl_c_leaves_no_half_file_and_the_next_run_resumes(server, tmp_path, ctrl_c_raises):
     stop = threading.Event()
     with pytest.raises(KeyboardInterrupt):
         bl.download_files(settings(server, connections=1), "baseline", NAMES[:1], tmp_path,
@@ -252,7 +261,7 @@ def test_ctrl_c_leaves_no_half_file_and_the_next_run_resumes(server, tmp_path):
     assert "1 resumed" in result.stderr
 
 
-def test_ctrl_c_in_the_command_exits_130_and_says_the_part_stays(server, tmp_path, monkeypatch):
+def test_ctrl_c_in_the_command_exits_130_and_says_the_part_stays(server, tmp_path, monkeypatch, ctrl_c_raises):
     from mambaner_cli.cli import pubmed
 
     press = _InterruptOnce()

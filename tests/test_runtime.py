@@ -347,3 +347,42 @@ def test_spans_from_tags_equal_the_plain_reference_on_random_sentences(seed):
         for given in (tags, repair_iob(tags)):
             got = [(s.start, s.end, s.text, s.label, s.score) for s in spans_from_tags(text, tokens, given, scores)]
             assert got == expected, given
+
+
+def tiny_pattern_tagger(window: int = 256) -> Tagger:
+    torch.manual_seed(1)
+    words = Vocabulary.build({"the": 3, "mutation": 2}, 1)
+    chars = Vocabulary.build({c: 1 for c in "abcdefghijklmnopqrstuvwxyzACGT0123456789.>"}, 1)
+    config = TaggerConfig(labels=["O", "B-Variant", "I-Variant"], word_vocab_size=len(words),
+                          char_vocab_size=len(chars), word_dim=8, char_dim=8, char_channels=8, case_dim=4,
+                          hidden_size=16, num_layers=1, state_size=4, pattern_dim=4)
+    return Tagger(MambaTagger(config), words, chars, "tiny", torch.device("cpu"), window)
+
+
+def test_variant_pattern_codes_reach_the_network_and_are_saved(tmp_path, monkeypatch):
+    import mambaner_cli.runtime.tagger as runtime_tagger
+
+    tagger = tiny_pattern_tagger()
+    sentence = ["the", "c.", "671G", ">", "A", "mutation"]
+    assert tagger.input_codes([sentence]) == (None, [[0, 1, 2, 2, 2, 0]])
+    with_codes = tagger.tag([sentence])[0][1]
+    monkeypatch.setattr(runtime_tagger, "pattern_codes", lambda tokens: [0] * len(tokens))
+    assert tagger.tag([sentence])[0][1] != pytest.approx(with_codes, abs=1e-4)  # the codes reach the network
+    monkeypatch.undo()
+    write_scratch(tmp_path / "m", tagger.model, tagger.words, tagger.chars, "m")
+    loaded = load_tagger(tmp_path / "m", device="cpu", rules=False)
+    assert loaded.model.config.pattern_dim == 4
+    assert loaded.tag([sentence])[0][1] == pytest.approx(with_codes, abs=1e-5)
+
+
+def test_variant_pattern_codes_come_from_the_whole_sentence_not_the_window():
+    # a window edge inside "c. 671G > A" must not change its codes: each window reads the whole sentence's
+    sentence = (["the", "mutation"] * 7 + ["c.", "671G", ">", "A"]) * 6  # 108 tokens
+    tagger = tiny_pattern_tagger(window=32)
+    codes = tagger.input_codes([sentence])[1][0]
+    assert codes.count(1) == 6 and codes.count(2) == 18
+    scores = tagger.tag([sentence])[0][1]
+    for start, end, keep_start, keep_end in windows(len(sentence), 32):
+        features = tagger.encode([sentence[start:end]], None, [codes[start:end]])
+        alone = tagger.model.decode(**features)[1][0]
+        assert scores[keep_start:keep_end] == pytest.approx(alone[keep_start - start:keep_end - start], abs=1e-5)

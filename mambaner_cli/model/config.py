@@ -44,6 +44,11 @@ class TaggerConfig:
     # greedy longest match). Half of the devel mentions never seen in training are in the lexicon, and
     # the network learns how far to trust a match; 0 builds a network without that input.
     lexicon_dim: int = 0
+    # >0: each token also gets an embedding of the variant patterns' verdict on it (outside/begin/inside a
+    # model/patterns.py mention). The run-time rules add pattern mentions after the network either way; as
+    # an input the network can learn where a pattern's span is the guideline's and where the token belongs
+    # to a gene or chemical name. 0 builds a network without that input.
+    pattern_dim: int = 0
     # Corpora whose annotation conventions the network tells apart, e.g. ["ncbi", "bc5cdr-disease"]:
     # NCBI-disease and BC5CDR mark disease mentions by different guidelines (modifiers, symptoms, span
     # edges), so a network trained on both learns one input vector and one correction of its emission
@@ -94,8 +99,9 @@ class TaggerConfig:
                 raise ValueError(
                     f"TaggerConfig.{name} must be a positive integer, got {getattr(self, name)!r}"
                 )
-        if not isinstance(self.lexicon_dim, int) or self.lexicon_dim < 0:
-            raise ValueError(f"TaggerConfig.lexicon_dim must be a non-negative integer, got {self.lexicon_dim!r}")
+        for name in ("lexicon_dim", "pattern_dim"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"TaggerConfig.{name} must be a non-negative integer, got {getattr(self, name)!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TaggerConfig.dropout must be in [0, 1), got {self.dropout}")
 

@@ -134,13 +134,14 @@ def _encode_token(token: str, words: Vocabulary, chars: Vocabulary, max_word_len
 
 def encode_batch(
     sentences: list[list[str]], words: Vocabulary, chars: Vocabulary, max_word_len: int,
-    lexicon_codes: list[list[int]] | None = None,
+    lexicon_codes: list[list[int]] | None = None, pattern_codes: list[list[int]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Right-padded id tensors for a batch of tokenised sentences.
 
     Returns word_ids [b, l] (normalised words), char_ids [b, l, c] (raw characters of the clipped word,
-    c = the longest clipped word), case_ids [b, l], mask [b, l] (bool, True at tokens). l and c are at
-    least 1, so an all-empty batch still gives well-formed (fully masked) tensors.
+    c = the longest clipped word), case_ids [b, l], mask [b, l] (bool, True at tokens), and lexicon_ids /
+    pattern_ids [b, l] when their codes are given. l and c are at least 1, so an all-empty batch still gives
+    well-formed (fully masked) tensors.
     """
     batch = len(sentences)
     length = max([len(sentence) for sentence in sentences] + [1])
@@ -181,4 +182,7 @@ def encode_batch(
     if lexicon_codes is not None:  # match codes 0/1/2 (outside/begin/inside) → ids 1/2/3, 0 is padding
         rows = [[code + 1 for code in codes] + [0] * (length - len(codes)) for codes in lexicon_codes]
         batch_tensors["lexicon_ids"] = torch.tensor(rows, dtype=torch.long).view(batch, length)  # b l
+    if pattern_codes is not None:  # variant-pattern codes (model/patterns.py pattern_codes), coded the same way
+        rows = [[code + 1 for code in codes] + [0] * (length - len(codes)) for codes in pattern_codes]
+        batch_tensors["pattern_ids"] = torch.tensor(rows, dtype=torch.long).view(batch, length)  # b l
     return batch_tensors

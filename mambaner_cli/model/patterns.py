@@ -168,6 +168,16 @@ def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
     return sorted(in_notation + in_prose)
 
 
+def pattern_codes(tokens: Sequence[str]) -> list[int]:
+    """Per token, the patterns' verdict as a network input (``TaggerConfig.pattern_dim``): 0 outside every
+    :func:`variant_mentions` mention, 1 at a mention's first token, 2 inside one."""
+    codes = [0] * len(tokens)
+    for start, end in variant_mentions(tokens):
+        codes[start] = 1
+        codes[start + 1:end] = [2] * (end - start - 1)
+    return codes
+
+
 # Types whose network mention a pattern mention of exactly the same tokens replaces: a variant-shaped token
 # tagged as a gene or chemical is a variant (devel, both seeds of the default recipe: tmVar3 variants 72.73 →
 # 74.36 and 78.87 → 78.87, BC2GM, GNormPlus, NLM-Gene, BC5CDR not lower; README, Benchmark). A cell line of that

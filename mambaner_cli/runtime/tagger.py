@@ -20,7 +20,7 @@ from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.features import Vocabulary, encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.models.tagger import MambaTagger
-from mambaner_cli.model.patterns import VARIANT, add_variant_mentions
+from mambaner_cli.model.patterns import VARIANT, add_variant_mentions, pattern_codes
 from mambaner_cli.runtime.abbreviations import propagate_abbreviations
 from mambaner_cli.runtime.device import pick_device
 from mambaner_cli.runtime.model_dir import SCRATCH_WINDOW, load_scratch
@@ -85,8 +85,7 @@ class Tagger:
             for start, end, keep_start, keep_end in windows(len(tokens), self.window):
                 pieces.append((index, start, end, keep_start, keep_end))
         order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
-        # Lexicon matches over whole sentences, so a window never cuts a name in two.
-        codes = [self.lexicon.match(tokens) for tokens in sentences] if self.lexicon is not None else None
+        codes, patterns = self.input_codes(sentences)
         results: list[TaggedSentence] = [(["O"] * len(s), [1.0] * len(s)) for s in sentences]
         lengths = [pieces[i][2] - pieces[i][1] for i in order]
         for first, last in length_batches(lengths, batch_size):
@@ -95,11 +94,8 @@ class Tagger:
                 continue
             tokens = [list(sentences[s][start:end]) for s, start, end, _, _ in batch]
             lexicon_codes = [codes[s][start:end] for s, start, end, _, _ in batch] if codes is not None else None
-            features = encode_batch(tokens, self.words, self.chars, self.model.config.max_word_len, lexicon_codes)
-            if self.model.config.conventions:
-                if self.convention_id is None:
-                    raise ValueError("this network has annotation conventions: set Tagger.convention_id first")
-                features["convention_ids"] = torch.full((len(tokens),), self.convention_id, dtype=torch.long)
+            window_patterns = [patterns[s][start:end] for s, start, end, _, _ in batch] if patterns is not None else None
+            features = self.encode(tokens, lexicon_codes, window_patterns)
             features = {key: value.to(self.device) for key, value in features.items()}
             tag_ids, confidences = self.model.decode(**features)
             labels = self.labels
@@ -118,6 +114,24 @@ class Tagger:
             tagged.append((tags, scores))
         return tagged
 
+    def input_codes(self, sentences: Sequence[Sequence[str]]
+                    ) -> tuple[list[list[int]] | None, list[list[int]] | None]:
+        """The lexicon-match and variant-pattern codes of whole sentences, None for an input the network
+        does not read; matched over whole sentences, so that a window never cuts a name in two."""
+        lexicon = [self.lexicon.match(tokens) for tokens in sentences] if self.lexicon is not None else None
+        patterns = [pattern_codes(tokens) for tokens in sentences] if self.model.config.pattern_dim else None
+        return lexicon, patterns
+
+    def encode(self, tokens: list[list[str]], lexicon_codes: list[list[int]] | None = None,
+               patterns: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+        """One batch's input tensors (on the CPU), with the codes of :meth:`input_codes` for these tokens."""
+        features = encode_batch(tokens, self.words, self.chars, self.model.config.max_word_len, lexicon_codes,
+                                patterns)
+        if self.model.config.conventions:
+            if self.convention_id is None:
+                raise ValueError("this network has annotation conventions: set Tagger.convention_id first")
+            features["convention_ids"] = torch.full((len(tokens),), self.convention_id, dtype=torch.long)
+        return features
 
     def finish_document(self, text: str, sentences: list[Sentence], scores: list[list[float]]) -> None:
         """The document-level rule, run by the pipeline on each document once its sentences are tagged

@@ -85,7 +85,7 @@ class MambaTagger(nn.Module):
     def forward(
         self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
         lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None,
-        infer: bool = False,
+        infer: bool = False, pattern_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Emission scores [b, l, t] (unnormalised; padding rows are meaningless).
 
@@ -94,7 +94,7 @@ class MambaTagger(nn.Module):
         inference path (no autograd; what ``decode`` uses).
         """
         mask = mask.bool()
-        x = self.features(word_ids, char_ids, case_ids, lexicon_ids, convention_ids, infer)  # b l h
+        x = self.features(word_ids, char_ids, case_ids, lexicon_ids, convention_ids, infer, pattern_ids)  # b l h
         states = self.dropout(self._states(x, mask, infer))  # b l 2h
         emissions = self.emissions(states)  # b l t
         if self.convention_emissions is not None:
@@ -113,6 +113,7 @@ class MambaTagger(nn.Module):
         lexicon_ids: torch.Tensor | None = None,
         convention_ids: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
+        pattern_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """CRF negative log-likelihood (mean over sentences), or token cross-entropy without a CRF.
 
@@ -120,7 +121,8 @@ class MambaTagger(nn.Module):
         them (:meth:`CRF.partial_neg_log_likelihood`; without a CRF, over each token's allowed tags).
         """
         mask = mask.bool()
-        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids)  # b l t
+        emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids,
+                                 pattern_ids=pattern_ids)  # b l t
         if self.crf is not None:
             if allowed is not None:
                 return self.crf.partial_neg_log_likelihood(emissions, allowed, mask)
@@ -134,6 +136,7 @@ class MambaTagger(nn.Module):
     def decode(
         self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor, mask: torch.Tensor,
         lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None,
+        pattern_ids: torch.Tensor | None = None,
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Tag ids (always valid IOB2) and per-token confidences, one list per sentence, as long as it.
 
@@ -142,7 +145,7 @@ class MambaTagger(nn.Module):
         """
         mask = mask.bool()
         emissions = self.forward(word_ids, char_ids, case_ids, mask, lexicon_ids, convention_ids,
-                                 infer=True).float()  # b l t
+                                 infer=True, pattern_ids=pattern_ids).float()  # b l t
         if self.crf is not None and emissions.device.type == "cpu":  # the NumPy recursions (ops/crf_numpy.py)
             return self.crf.decode_numpy(emissions, mask)
         if self.crf is not None:

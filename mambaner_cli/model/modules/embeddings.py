@@ -27,9 +27,12 @@ class TokenFeatures(nn.Module):
         self.cases = nn.Embedding(NUM_CASE_IDS, config.case_dim, padding_idx=0)
         # lexicon ids: 0 padding, then 1 + the match code (outside, begin, inside)
         self.lexicon = nn.Embedding(4, config.lexicon_dim, padding_idx=0) if config.lexicon_dim else None
+        # variant-pattern ids, coded the same way (model/patterns.py pattern_codes)
+        self.patterns = nn.Embedding(4, config.pattern_dim, padding_idx=0) if config.pattern_dim else None
         self.dropout = nn.Dropout(config.dropout)
         self.projection = nn.Linear(
-            config.word_dim + config.char_channels + config.case_dim + config.lexicon_dim, config.hidden_size
+            config.word_dim + config.char_channels + config.case_dim + config.lexicon_dim + config.pattern_dim,
+            config.hidden_size,
         )
         # One learnt vector per annotation convention, added after the projection (so a chosen convention
         # folds into the projection's bias). Zeros at first: every convention starts as the shared model.
@@ -98,7 +101,7 @@ class TokenFeatures(nn.Module):
 
     def forward(self, word_ids: torch.Tensor, char_ids: torch.Tensor, case_ids: torch.Tensor,
                 lexicon_ids: torch.Tensor | None = None, convention_ids: torch.Tensor | None = None,
-                infer: bool = False) -> torch.Tensor:
+                infer: bool = False, pattern_ids: torch.Tensor | None = None) -> torch.Tensor:
         """[b, l, hidden]; ``convention_ids`` [b] (one per sentence) when the network has conventions;
         ``infer``: tagging without autograd (see ``char_vectors``)."""
         parts = [self.words(word_ids), self.char_vectors(char_ids, infer), self.cases(case_ids)]
@@ -106,7 +109,11 @@ class TokenFeatures(nn.Module):
             if lexicon_ids is None:
                 raise ValueError("this network reads lexicon match codes: pass lexicon_ids")
             parts.append(self.lexicon(lexicon_ids))  # b l lexicon_dim
-        features = torch.cat(parts, dim=-1)  # b l (word_dim + char_channels + case_dim [+ lexicon_dim])
+        if self.patterns is not None:
+            if pattern_ids is None:
+                raise ValueError("this network reads variant-pattern codes: pass pattern_ids")
+            parts.append(self.patterns(pattern_ids))  # b l pattern_dim
+        features = torch.cat(parts, dim=-1)  # b l (word_dim + char_channels + case_dim [+ lexicon_dim] [+ pattern_dim])
         projected = self.projection(self.dropout(features))  # b l hidden
         if self.convention_vectors is not None:
             if convention_ids is None:
