@@ -179,10 +179,15 @@ def encode_batch(
         "case_ids": torch.tensor(case_ids, dtype=torch.long).view(batch, length),  # b l
         "mask": torch.arange(length)[None, :] < lengths[:, None],  # b l
     }
-    if lexicon_codes is not None:  # match codes 0/1/2 (outside/begin/inside) → ids 1/2/3, 0 is padding
-        rows = [[code + 1 for code in codes] + [0] * (length - len(codes)) for codes in lexicon_codes]
-        batch_tensors["lexicon_ids"] = torch.tensor(rows, dtype=torch.long).view(batch, length)  # b l
-    if pattern_codes is not None:  # variant-pattern codes (model/patterns.py pattern_codes), coded the same way
-        rows = [[code + 1 for code in codes] + [0] * (length - len(codes)) for codes in pattern_codes]
-        batch_tensors["pattern_ids"] = torch.tensor(rows, dtype=torch.long).view(batch, length)  # b l
+    if lexicon_codes is not None:
+        batch_tensors["lexicon_ids"] = _span_code_ids(lexicon_codes, length)  # b l
+    if pattern_codes is not None:  # model/patterns.py pattern_codes
+        batch_tensors["pattern_ids"] = _span_code_ids(pattern_codes, length)  # b l
     return batch_tensors
+
+
+def _span_code_ids(codes: list[list[int]], length: int) -> torch.Tensor:
+    """Per-token span codes 0/1/2 (outside/begin/inside a lexicon or pattern match) → ids 1/2/3, right-padded
+    with 0 to ``length``: [b, length]."""
+    rows = [[code + 1 for code in sentence] + [0] * (length - len(sentence)) for sentence in codes]
+    return torch.tensor(rows, dtype=torch.long).view(len(codes), length)
