@@ -366,13 +366,38 @@ def test_variant_pattern_codes_reach_the_network_and_are_saved(tmp_path, monkeyp
     sentence = ["the", "c.", "671G", ">", "A", "mutation"]
     assert tagger.input_codes([sentence]) == (None, [[0, 1, 2, 2, 2, 0]])
     with_codes = tagger.tag([sentence])[0][1]
-    monkeypatch.setattr(runtime_tagger, "pattern_codes", lambda tokens: [0] * len(tokens))
+    monkeypatch.setattr(runtime_tagger, "pattern_codes", lambda tokens, matches=None: [0] * len(tokens))
     assert tagger.tag([sentence])[0][1] != pytest.approx(with_codes, abs=1e-4)  # the codes reach the network
     monkeypatch.undo()
     write_scratch(tmp_path / "m", tagger.model, tagger.words, tagger.chars, "m")
     loaded = load_tagger(tmp_path / "m", device="cpu", rules=False)
     assert loaded.model.config.pattern_dim == 4
     assert loaded.tag([sentence])[0][1] == pytest.approx(with_codes, abs=1e-5)
+
+
+def test_variant_patterns_are_found_once_a_sentence_for_the_input_and_the_rule(monkeypatch):
+    import mambaner_cli.runtime.tagger as runtime_tagger
+    from mambaner_cli.model import patterns
+
+    network = tiny_pattern_tagger()
+    tagger = Tagger(network.model, network.words, network.chars, "tiny", torch.device("cpu"), rules=True)
+    sentences = [["the", "c.", "671G", ">", "A", "mutation"], ["the", "mutation", "rs12345"], ["the"]]
+    calls: list[tuple[str, ...]] = []
+    original = patterns.variant_matches
+
+    def counted(tokens):
+        calls.append(tuple(tokens))
+        return original(tokens)
+
+    # wherever the matches are found: by the tagger, or inside pattern_codes / add_variant_mentions
+    monkeypatch.setattr(runtime_tagger, "variant_matches", counted)
+    monkeypatch.setattr(patterns, "variant_matches", counted)
+    tagged = tagger.tag(sentences)
+    assert sorted(calls) == sorted(tuple(tokens) for tokens in sentences)  # once each, not once per use
+    # the shared matches reach both uses: the input codes and the rule's mentions
+    assert tagger.input_codes(sentences)[1] == [[0, 1, 2, 2, 2, 0], [0, 0, 1], [0]]
+    assert tagged[0][0][1:5] == ["B-Variant", "I-Variant", "I-Variant", "I-Variant"]
+    assert tagged[1][0][2] == "B-Variant"
 
 
 def test_variant_pattern_codes_come_from_the_whole_sentence_not_the_window():

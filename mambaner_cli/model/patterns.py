@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 VARIANT = "Variant"
 
@@ -135,13 +136,25 @@ def _may_have_prose_variant(text: str) -> bool:
             or ("- " in text and bool(_ALLELE_HINT.search(text))))
 
 
-def _notation_and_prose_mentions(tokens: Sequence[str]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Token ranges ``[start, end)`` of the notation mentions and of the prose mentions over tokens that no
-    notation mention covers, each left to right."""
+class VariantMatches(NamedTuple):
+    """One sentence's pattern matches as token ranges ``[start, end)``, each list left to right: the notation
+    mentions, and the prose mentions over tokens that no notation mention covers. Found once a sentence and
+    shared by the network's input (:func:`pattern_codes`) and the run-time rule (:func:`add_variant_mentions`)."""
+
+    notation: list[tuple[int, int]]
+    prose: list[tuple[int, int]]
+
+    @property
+    def mentions(self) -> list[tuple[int, int]]:
+        return sorted(self.notation + self.prose)
+
+
+def variant_matches(tokens: Sequence[str]) -> VariantMatches:
+    """The notation and prose pattern matches of one sentence's tokens."""
     text = " ".join(tokens)
     notation, prose = _may_have_variant(text), _may_have_prose_variant(text)
     if not notation and not prose:  # most sentences stop here
-        return [], []
+        return VariantMatches([], [])
     starts: dict[int, int] = {}  # character offset of each token's start → its index
     ends: dict[int, int] = {}  # character offset just past each token → its index + 1
     offset = 0
@@ -157,22 +170,23 @@ def _notation_and_prose_mentions(tokens: Sequence[str]) -> tuple[list[tuple[int,
 
     in_notation = matches(_VARIANT_PATTERN) if notation else []
     if not prose:
-        return in_notation, []
+        return VariantMatches(in_notation, [])
     covered = {index for start, end in in_notation for index in range(start, end)}
-    return in_notation, [(start, end) for start, end in matches(_PROSE_PATTERN) if covered.isdisjoint(range(start, end))]
+    return VariantMatches(in_notation, [(start, end) for start, end in matches(_PROSE_PATTERN)
+                                        if covered.isdisjoint(range(start, end))])
 
 
 def variant_mentions(tokens: Sequence[str]) -> list[tuple[int, int]]:
     """Token ranges ``[start, end)`` of variant mentions, in standard notation or in words, left to right."""
-    in_notation, in_prose = _notation_and_prose_mentions(tokens)
-    return sorted(in_notation + in_prose)
+    return variant_matches(tokens).mentions
 
 
-def pattern_codes(tokens: Sequence[str]) -> list[int]:
+def pattern_codes(tokens: Sequence[str], matches: VariantMatches | None = None) -> list[int]:
     """Per token, the patterns' verdict as a network input (``TaggerConfig.pattern_dim``): 0 outside every
-    :func:`variant_mentions` mention, 1 at a mention's first token, 2 inside one."""
+    :func:`variant_mentions` mention, 1 at a mention's first token, 2 inside one (``matches``: the tokens'
+    :func:`variant_matches`, found here if not given)."""
     codes = [0] * len(tokens)
-    for start, end in variant_mentions(tokens):
+    for start, end in (matches if matches is not None else variant_matches(tokens)).mentions:
         codes[start] = 1
         codes[start + 1:end] = [2] * (end - start - 1)
     return codes
@@ -208,14 +222,15 @@ def _clear_variant_lists(tokens: Sequence[str], tags: list[str], found: Sequence
         start = end
 
 
-def add_variant_mentions(tokens: Sequence[str], tags: Sequence[str]) -> list[str]:
+def add_variant_mentions(tokens: Sequence[str], tags: Sequence[str], matches: VariantMatches | None = None
+                         ) -> list[str]:
     """``tags`` (valid IOB2) with the pattern mentions of :func:`variant_mentions` added where the network
     tagged nothing (a network variant that is a list of them is split first), or only Variant mentions that lie
     inside the pattern mention (which replaces them), or a longer Variant mention around this one alone (cut), or
     (a mention in standard notation only) one mention of a :data:`REPLACEABLE_TYPES` type with exactly the
-    pattern mention's tokens."""
+    pattern mention's tokens (``matches``: the tokens' :func:`variant_matches`, found here if not given)."""
     result = list(tags)
-    in_notation, in_prose = _notation_and_prose_mentions(tokens)
+    in_notation, in_prose = matches if matches is not None else variant_matches(tokens)
     found = sorted(in_notation + in_prose)
     _clear_variant_lists(tokens, result, found)
     for start, end in found:

@@ -20,7 +20,13 @@ from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.features import Vocabulary, encode_batch
 from mambaner_cli.model.lexicon import LexiconMatcher
 from mambaner_cli.model.models.tagger import MambaTagger
-from mambaner_cli.model.patterns import VARIANT, add_variant_mentions, pattern_codes
+from mambaner_cli.model.patterns import (
+    VARIANT,
+    VariantMatches,
+    add_variant_mentions,
+    pattern_codes,
+    variant_matches,
+)
 from mambaner_cli.runtime.abbreviations import propagate_abbreviations
 from mambaner_cli.runtime.device import pick_device
 from mambaner_cli.runtime.model_dir import SCRATCH_WINDOW, load_scratch
@@ -85,7 +91,10 @@ class Tagger:
             for start, end, keep_start, keep_end in windows(len(tokens), self.window):
                 pieces.append((index, start, end, keep_start, keep_end))
         order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
-        codes, patterns = self.input_codes(sentences)
+        # the variant patterns, found once a sentence for the network's input and the run-time rule both
+        matches = ([variant_matches(tokens) for tokens in sentences]
+                   if self.variant_patterns or self.model.config.pattern_dim else None)
+        codes, patterns = self.input_codes(sentences, matches)
         results: list[TaggedSentence] = [(["O"] * len(s), [1.0] * len(s)) for s in sentences]
         lengths = [pieces[i][2] - pieces[i][1] for i in order]
         for first, last in length_batches(lengths, batch_size):
@@ -105,21 +114,25 @@ class Tagger:
                 tags[keep_start:keep_end] = [labels[i] for i in ids[kept]]
                 scores[keep_start:keep_end] = [float(c) for c in conf[kept]]
         tagged: list[TaggedSentence] = []
-        for tokens, (tags, scores) in zip(sentences, results):
+        for index, (tokens, (tags, scores)) in enumerate(zip(sentences, results)):
             tags = repair_iob(tags)
             if self.split_brackets:
                 tags = split_unbalanced_brackets(tokens, tags)
             if self.variant_patterns:
-                tags, scores = with_variant_patterns(tokens, tags, scores)
+                tags, scores = with_variant_patterns(tokens, tags, scores, matches[index] if matches else None)
             tagged.append((tags, scores))
         return tagged
 
-    def input_codes(self, sentences: Sequence[Sequence[str]]
+    def input_codes(self, sentences: Sequence[Sequence[str]], matches: Sequence[VariantMatches] | None = None
                     ) -> tuple[list[list[int]] | None, list[list[int]] | None]:
         """The lexicon-match and variant-pattern codes of whole sentences, None for an input the network
-        does not read; matched over whole sentences, so that a window never cuts a name in two."""
+        does not read; matched over whole sentences, so that a window never cuts a name in two (``matches``:
+        the sentences' variant pattern matches, found here if not given)."""
         lexicon = [self.lexicon.match(tokens) for tokens in sentences] if self.lexicon is not None else None
-        patterns = [pattern_codes(tokens) for tokens in sentences] if self.model.config.pattern_dim else None
+        patterns = None
+        if self.model.config.pattern_dim:
+            patterns = [pattern_codes(tokens, matches[index] if matches is not None else None)
+                        for index, tokens in enumerate(sentences)]
         return lexicon, patterns
 
     def encode(self, tokens: list[list[str]], lexicon_codes: list[list[int]] | None = None,
@@ -140,10 +153,11 @@ class Tagger:
             propagate_abbreviations(text, sentences, scores)
 
 
-def with_variant_patterns(tokens: Sequence[str], tags: list[str], scores: list[float]) -> TaggedSentence:
+def with_variant_patterns(tokens: Sequence[str], tags: list[str], scores: list[float],
+                          matches: VariantMatches | None = None) -> TaggedSentence:
     """One sentence's tags with the pattern mentions added (model/patterns.py); a token that a pattern
     tagged has confidence 1.0 (a rule, not a probability)."""
-    patterned = add_variant_mentions(tokens, tags)
+    patterned = add_variant_mentions(tokens, tags, matches)
     if patterned == tags:
         return tags, scores
     return patterned, [1.0 if new != old else score for new, old, score in zip(patterned, tags, scores)]
