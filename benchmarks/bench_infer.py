@@ -44,10 +44,11 @@ from mambaner_cli.runtime.load import load_tagger
 from mambaner_cli.runtime.tagger import Tagger
 
 # (owner, attribute, stage): what the breakdown times. Module-level functions are timed where the
-# caller looks them up (runtime.tagger imports encode_batch; modules.block imports infer_scan and infer_conv_silu).
+# caller looks them up (runtime.tagger imports encode_batch and variant_matches; modules.block imports infer_scan and infer_conv_silu).
 STAGES: list[tuple[Any, str, str]] = [
     (runtime_tagger, "encode_batch", "encode tokens (features.encode_batch)"),
     (LexiconMatcher, "match", "lexicon matching"),
+    (runtime_tagger, "variant_matches", "variant patterns (patterns.variant_matches)"),
     (embeddings.TokenFeatures, "char_vectors", "character CNN"),
     (tagger.MambaTagger, "_states", "Mamba stacks (both directions)"),
     (block, "infer_conv_silu", "  of which the convolution + SiLU"),

@@ -326,11 +326,9 @@ def length_inputs(name: str, length: int, words: list[str], tagger: Any, vocab_s
     import torch
 
     if name == "default":
-        from mambaner_cli.model.features import encode_batch
-
         tokens = (words * (length // max(len(words), 1) + 1))[:length]
-        codes = [tagger.lexicon.match(tokens)] if tagger.lexicon is not None else None
-        return encode_batch([tokens], tagger.words, tagger.chars, tagger.model.config.max_word_len, codes)
+        # every input the network reads (lexicon matches, variant patterns), as tagging builds them
+        return tagger.encode([tokens], *tagger.input_codes([tokens]))
     generator = torch.Generator().manual_seed(length)
     ids = torch.randint(vocab_size // 2, vocab_size, (1, length), generator=generator)
     return {"ids": ids, "mask": torch.ones_like(ids)}
