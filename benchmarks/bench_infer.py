@@ -48,7 +48,7 @@ from mambaner_cli.runtime.tagger import Tagger
 STAGES: list[tuple[Any, str, str]] = [
     (runtime_tagger, "encode_batch", "encode tokens (features.encode_batch)"),
     (LexiconMatcher, "match", "lexicon matching"),
-    (runtime_tagger, "variant_matches", "variant patterns (patterns.variant_matches)"),
+    (runtime_tagger, "variant_matches", "variant patterns (variant_matches)"),
     (embeddings.TokenFeatures, "char_vectors", "character CNN"),
     (tagger.MambaTagger, "_states", "Mamba stacks (both directions)"),
     (block, "infer_conv_silu", "  of which the convolution + SiLU"),
