@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,12 +274,15 @@ def carved_split(doc_id: str) -> str:
     return "devel" if int.from_bytes(digest[:8], "big") % DEVEL_SHARE == 0 else "train"
 
 
-def gold_documents(name: str, split: str, data_dir: str | os.PathLike | None = None) -> list[Document]:
+def gold_documents(name: str, split: str, data_dir: str | os.PathLike | None = None,
+                   also: Mapping[str, str] | None = None) -> list[Document]:
     """The PubTator documents of a split with their gold mentions, labelled with the corpus's entity
     types (NCBI's four disease classes are one ``Disease`` type, as in the IOB benchmark); mention
-    types the corpus does not count are left out. A mention line that does not match the text is
-    skipped (the reader reports it as a warning); any other read error is an error."""
+    types the corpus does not count are left out, but for those ``also`` maps to a label of the caller's
+    (training reads NLM-Gene's FamilyName mentions as unknown: ``--unsure``). A mention line that does not
+    match the text is skipped (the reader reports it as a warning); any other read error is an error."""
     c = corpus(name)
+    types = {**c.types, **(also or {})}
     path = pubtator_path(name, split, data_dir)
     carve = split in ("train", "devel") and "devel" not in c.pubtator_files
     documents = []
@@ -292,8 +295,8 @@ def gold_documents(name: str, split: str, data_dir: str | os.PathLike | None = N
             if carve and carved_split(item.id) != split:
                 continue
             for passage in item.passages:
-                passage.annotations = [Span(s.start, s.end, s.text, c.types[s.label])
-                                       for s in passage.annotations if s.label in c.types]
+                passage.annotations = [Span(s.start, s.end, s.text, types[s.label])
+                                       for s in passage.annotations if s.label in types]
             documents.append(item)
     return documents
 
@@ -350,14 +353,19 @@ def _retype(sentences: list[Sentence], c: Corpus, path: Path) -> list[Sentence]:
     return out
 
 
-def sentences(name: str, split: str, data_dir: str | os.PathLike | None = None) -> list[Sentence]:
+def sentences(name: str, split: str, data_dir: str | os.PathLike | None = None,
+              also: Mapping[str, str] | None = None) -> list[Sentence]:
     """The token-level split of a corpus: its IOB file, or its PubTator documents split into sentences
-    (:func:`document_sentences`), tags typed as :data:`ENTITY_TYPES`."""
+    (:func:`document_sentences`), tags typed as :data:`ENTITY_TYPES` (and ``also``'s labels: see
+    :func:`gold_documents`; PubTator corpora only)."""
     c = corpus(name)
     if c.iob_folder:
+        if also:
+            raise MambanerError(f"{c.title or name} is read from IOB files, which keep only the types it counts: "
+                                f"its other mention types ({', '.join(also)}) are not there")
         path = iob_path(name, split, data_dir)
         return _retype(read_conll(path), c, path)
-    return [sentence for document in gold_documents(name, split, data_dir)
+    return [sentence for document in gold_documents(name, split, data_dir, also)
             for sentence in document_sentences(document)]
 
 

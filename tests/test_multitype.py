@@ -159,6 +159,48 @@ def test_training_on_corpora_of_different_types_uses_partial_labels(tmp_path, da
     assert config["labels"] == LABELS and config["conventions"] == ["ncbi", "species800"]
 
 
+GENE_DOCS = [  # made up: a gene corpus that also marks gene families, which it does not count as genes
+    (str(800 + n), f"Kinase study {n}.", f"The ABC{n} gene and the Ras family acted in cells {n}.",
+     [(f"ABC{n}", "Gene"), ("Ras family", "FamilyName")]) for n in range(30)
+] + [(str(900 + n), f"Plain {n}.", f"No family here, only XYZ{n}.", [(f"XYZ{n}", "Gene")]) for n in range(10)]
+
+
+def test_unsure_mention_types_are_unknown_to_the_loss_not_taught_as_o(data):
+    """--unsure nlmgene=FamilyName: a family's tokens are neither O nor Gene to the loss (either may be
+    right: BC2GM marks families as genes), on train and, with --with-devel, on devel; test is unchanged."""
+    for split, docs in (("train", GENE_DOCS), ("test", GENE_DOCS[:3])):
+        write_pubtator(data / "multitype" / f"nlmgene_{split}.PubTator.txt", docs)
+
+    def prepared(**options):
+        args = ScratchArgs(output="unused", datasets=["nlmgene", "species800"], data_dir=str(data), **options)
+        return prepare_data(args, log=lambda message: None)
+
+    plain, unsure = prepared(), prepared(unsure={"nlmgene": ("FamilyName",)})
+    assert plain.train == unsure.train and plain.dev == unsure.dev  # the families are O in the tags either way
+    assert plain.train_alternatives is None and "B-Unsure" not in unsure.labels
+    family_sentences = 0
+    for (tokens, tags), options, corpus_id in zip(unsure.train, unsure.train_alternatives,
+                                                 unsure.corpus_ids["train"], strict=True):
+        if corpus_id != 0 or "Ras" not in tokens:
+            assert options is None  # no family in it: nothing to loosen
+            continue
+        family_sentences += 1
+        ras = tokens.index("Ras")
+        assert tags[ras:ras + 2] == ["O", "O"]
+        assert options[ras] == options[ras + 1] == ("O", "B-Gene", "I-Gene")  # O first: the tag
+        assert all(choice == (tag,) for index, (choice, tag) in enumerate(zip(options, tags))
+                   if index not in (ras, ras + 1))
+    assert family_sentences > 0
+    final = prepared(unsure={"nlmgene": ("FamilyName",)}, with_devel=1)
+    devel = final.train_alternatives[len(final.train) - len(final.dev):]
+    assert any(options is not None and ("O", "B-Gene", "I-Gene") in options for options in devel)
+    assert unsure.test and unsure.test == plain.test  # test is scored as the corpus counts it
+    with pytest.raises(MambanerError, match="counts Gene"):
+        ScratchArgs(output="unused", datasets=["nlmgene"], data_dir=str(data), unsure={"nlmgene": ("Gene",)})
+    with pytest.raises(MambanerError, match="IOB files"):
+        ScratchArgs(output="unused", datasets=["ncbi"], data_dir=str(data), unsure={"ncbi": ("Modifier",)})
+
+
 TMVAR_DOCS = [  # made up: a corpus that marks patients as Species, unlike the species corpora
     (str(700 + n), f"Case {n} of gout.", f"Two patients with gout number {n} were seen.",
      [("gout", "Disease"), ("patients", "Species")]) for n in range(30)

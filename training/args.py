@@ -149,6 +149,14 @@ class ScratchArgs(TrainingArgs):
                                                     "are not learned, and where it says O, TYPE stays possible "
                                                     "(partial labels).", factory=dict, option="--unmarked",
                                                metavar="NAME=TYPE", parse="name=type")
+    # {corpus: source types}: mention types of a corpus's PubTator files that it does not count (NLM-Gene's
+    # FamilyName: "insulin", "Ras", "ERK", which BC2GM marks as genes) are read as O by default; read as unsure,
+    # their tokens are neither taught as O nor as a type: the loss sums over O and the types the corpus marks.
+    unsure: dict[str, tuple[str, ...]] = arg(help="Read --dataset NAME's TYPE mentions (a mention type of its "
+                                                  "PubTator files that it does not count, e.g. nlmgene=FamilyName) "
+                                                  "as unknown instead of O: their tokens may be O or a type NAME "
+                                                  "marks (partial labels).", factory=dict, option="--unsure",
+                                             metavar="NAME=TYPE", parse="name=type")
     # Machine-tagged sentences (`mambaner train pseudo-label`: an ensemble's confident tags of unlabeled
     # text) added to the training data as one more corpus that marks every type: a distilled student.
     pseudo_files: list[str] = arg(help="CoNLL file of pseudo-labelled sentences (`mambaner train pseudo-label`) "
@@ -186,6 +194,21 @@ class ScratchArgs(TrainingArgs):
             if extra:
                 raise MambanerError(f"--unmarked {name}={extra[0]}: {name} marks only "
                                     f"{', '.join(corpus(name).annotates)}.")
+        if self.unsure and self.train_files:
+            raise MambanerError("--unsure reads --dataset corpora's PubTator files: it does not apply to --train files.")
+        unknown = sorted(set(self.unsure) - set(self.datasets))
+        if unknown:
+            raise MambanerError(f"--unsure names corpora that are not trained on: {', '.join(unknown)}.")
+        for name, kinds in self.unsure.items():
+            c = corpus(name)
+            if c.iob_folder:
+                raise MambanerError(f"--unsure {name}: {name} is read from IOB files, which keep only the types it "
+                                    "counts.")
+            counted = sorted(set(kinds) & set(c.types))
+            if counted:
+                raise MambanerError(f"--unsure {name}={counted[0]}: {name} counts {counted[0]} mentions as "
+                                    f"{c.types[counted[0]]}; --unsure reads the mention types it does not count "
+                                    "(--unmarked, the types it marks).")
         self.pseudo_files = list(self.pseudo_files)
         if self.pseudo_files and (self.train_files or self.conventions):
             raise MambanerError("--pseudo adds a corpus to --dataset corpora without --conventions (pseudo-labels "

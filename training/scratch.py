@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import shlex
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from mambaner_cli.training.args import ScratchArgs
-from mambaner_cli.training.datasets import labels_of, load_splits
+from mambaner_cli.training.datasets import UNSURE, labels_of, load_splits
 from mambaner_cli.training.loop import (
     Optimisation,
     RunState,
@@ -102,15 +103,18 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     """The splits, with devel joined to train for --with-devel; the vocabularies; the lexicon and its
     cross-fitted training codes; and the copies --repeat asks for (made last: they change neither the
     vocabularies nor the cross-fitting)."""
-    train, dev, test, corpus_ids = load_splits(args)
+    train, dev, test, corpus_ids = load_splits(args, args.unsure)
+    train, train_unsure = settle_unsure(args, train, corpus_ids.get("train", []))
+    dev, dev_unsure = settle_unsure(args, dev, corpus_ids.get("devel", []))
     several = len(args.datasets) > 1 and not args.train_files
     if args.keep_empty:
         kept = [i for i, corpus in enumerate(corpus_ids["train"])
                 if keeps_sentence(train[i], i, args.keep_empty.get(args.datasets[corpus], 1.0))]
         log(f"kept {len(kept):,} of {len(train):,} training sentences (--keep-empty)")
         train = [train[i] for i in kept]
+        train_unsure = [train_unsure[i] for i in kept]
         corpus_ids["train"] = [corpus_ids["train"][i] for i in kept]
-    alternatives: list[list[tuple[str, ...]] | None] = [None] * len(train)
+    alternatives: list[list[tuple[str, ...]] | None] = train_unsure
     if args.pseudo_files:  # one more corpus, after the --dataset ones: it marks every type
         pseudo, pseudo_alternatives = read_pseudo(args.pseudo_files)
         log(f"{len(pseudo):,} pseudo-labelled training sentences (--pseudo)")
@@ -120,7 +124,7 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     train_corpora = corpus_ids.get("train")
     if args.with_devel:  # the final-model protocol: devel becomes training data
         train = train + dev
-        alternatives += [None] * len(dev)
+        alternatives += dev_unsure
         train_corpora = train_corpora + corpus_ids["devel"] if train_corpora is not None else None
     conventions = convention_names(args)
     # a corpus's index into args.datasets → its convention's index into the network's conventions
@@ -163,12 +167,34 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
                            else [to_convention[c] for c in corpus_ids["devel"]])
     unknown = {tag for options in alternatives if options for tags in options for tag in tags} - set(labels)
     if unknown:
-        raise MambanerError(f"--pseudo: alternative tags {', '.join(sorted(unknown))} are no label of this run "
+        raise MambanerError(f"--pseudo/--unsure: alternative tags {', '.join(sorted(unknown))} are no label of this run "
                             f"({', '.join(labels)})")
     return TrainingData(train, dev, test, corpus_ids, train_conventions, dev_conventions,
                         (list(args.datasets), corpus_ids["devel"]) if several else None,
                         labels, words, chars, lexicon, train_codes, encoder, train_marks, dev_marks,
                         alternatives if any(options is not None for options in alternatives) else None)
+
+
+def settle_unsure(args: ScratchArgs, sentences: list[Sentence], corpus_ids: Sequence[int]
+                  ) -> tuple[list[Sentence], list[list[tuple[str, ...]] | None]]:
+    """The sentences with their ``--unsure`` tokens (tagged :data:`UNSURE` by the reader) made O, and per
+    sentence, where it has any, each token's alternatives, its tag first (as a partial pseudo-label's): for an
+    unsure token, O or a tag of any type its corpus marks, so that the loss sums over them; else None."""
+    if not args.unsure:
+        return sentences, [None] * len(sentences)
+    marked = [tuple(t for t in corpus(name).annotates if t not in args.unmarked.get(name, ()))
+              for name in args.datasets]
+    settled: list[Sentence] = []
+    alternatives: list[list[tuple[str, ...]] | None] = []
+    for (tokens, tags), index in zip(sentences, corpus_ids, strict=True):
+        if all(tag[2:] != UNSURE for tag in tags):
+            settled.append((tokens, tags))
+            alternatives.append(None)
+            continue
+        options = ("O", *(f"{prefix}-{kind}" for kind in marked[index] for prefix in ("B", "I")))
+        settled.append((tokens, ["O" if tag[2:] == UNSURE else tag for tag in tags]))
+        alternatives.append([options if tag[2:] == UNSURE else (tag,) for tag in tags])
+    return settled, alternatives
 
 
 def read_pseudo(paths: list[str]) -> tuple[list[Sentence], list[list[tuple[str, ...]] | None]]:
@@ -505,6 +531,10 @@ def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters
         lines.append("- Read as not marking a type (`--unmarked`; its mentions of the type not learned, where it "
                      "says O the type stays possible): " + "; ".join(
                          f"{name}: {', '.join(types)}" for name, types in args.unmarked.items()) + ".")
+    if args.unsure:
+        lines.append("- Read as unknown (`--unsure`; mention types a corpus does not count, read as neither O nor a "
+                     "type: the loss sums over O and the types the corpus marks): " + "; ".join(
+                         f"{name}: {', '.join(kinds)}" for name, kinds in args.unsure.items()) + ".")
     if args.pseudo_files:
         lines.append("- Pseudo-labelled sentences (`--pseudo`: an ensemble's confident tags of unlabeled text, "
                      "`mambaner train pseudo-label`), read as a corpus that marks every type: "
