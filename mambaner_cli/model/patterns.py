@@ -230,12 +230,12 @@ def add_variant_mentions(tokens: Sequence[str], tags: Sequence[str], matches: Va
     (a mention in standard notation only) one mention of a :data:`REPLACEABLE_TYPES` type with exactly the
     pattern mention's tokens (``matches``: the tokens' :func:`variant_matches`, found here if not given)."""
     result = list(tags)
-    in_notation, in_prose = matches if matches is not None else variant_matches(tokens)
-    found = sorted(in_notation + in_prose)
+    matches = matches if matches is not None else variant_matches(tokens)
+    found = matches.mentions
     _clear_variant_lists(tokens, result, found)
     for start, end in found:
         kind = result[start][2:]
-        if ((start, end) in in_notation and result[start].startswith("B-") and kind in REPLACEABLE_TYPES
+        if ((start, end) in matches.notation and result[start].startswith("B-") and kind in REPLACEABLE_TYPES
                 and result[start + 1:end] == [f"I-{kind}"] * (end - start - 1)
                 and (end == len(result) or result[end] != f"I-{kind}")):
             result[start:end] = [f"B-{VARIANT}"] + [f"I-{VARIANT}"] * (end - start - 1)
