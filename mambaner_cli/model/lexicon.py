@@ -198,3 +198,64 @@ class LexiconMatcher:
             for j in range(start + 1, end):
                 codes[j] = INSIDE
         return codes
+
+
+class Lexicons:
+    """One lexicon per entity type, read by the network as one input: each token's code combines its match
+    code (:data:`OUTSIDE`, :data:`BEGIN`, :data:`INSIDE`) in every type's lexicon, base 3 with the first
+    type in the lowest digit, so that a token in a gene name and in a chemical name at once ("insulin")
+    has a code of its own. With one type the code is that lexicon's own (0, 1, 2): a disease-only model
+    reads the same codes as before types existed.
+    """
+
+    def __init__(self, matchers: dict[str, LexiconMatcher]):
+        if not matchers:
+            raise ValueError("Lexicons needs at least one typed lexicon")
+        self.matchers = dict(matchers)
+        # One token cache for all: a token is normalized once however many lexicons look it up.
+        shared = _NormalizedTokens()
+        for matcher in self.matchers.values():
+            matcher._normalized = shared
+
+    @property
+    def types(self) -> list[str]:
+        return list(self.matchers)
+
+    def __len__(self) -> int:
+        """Entries over every type's lexicon."""
+        return sum(len(matcher) for matcher in self.matchers.values())
+
+    def __getstate__(self) -> dict:
+        return {"matchers": self.matchers}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["matchers"])
+
+    def match(self, tokens: Sequence[str]) -> list[int]:
+        """Per token: sum over the types t (in order) of 3**t times the token's code in type t's lexicon."""
+        matchers = iter(self.matchers.values())
+        codes = next(matchers).match(tokens)
+        weight = 3
+        for matcher in matchers:
+            for start, end in matcher.spans(tokens):
+                codes[start] += weight * BEGIN
+                for j in range(start + 1, end):
+                    codes[j] += weight * INSIDE
+            weight *= 3
+        return codes
+
+
+def combine_codes(per_type: Sequence[Sequence[int]]) -> list[int]:
+    """The :class:`Lexicons` code of one sentence from its codes in each type's lexicon (first type first):
+    how training combines codes cross-fitted type by type."""
+    combined = [0] * len(per_type[0])
+    for power, codes in enumerate(per_type):
+        weight = 3 ** power
+        for i, code in enumerate(codes):
+            combined[i] += weight * code
+    return combined
+
+
+def lexicon_code_count(types: int) -> int:
+    """How many distinct codes a :class:`Lexicons` of ``types`` types gives: 3 per type, combined."""
+    return 3 ** types

@@ -14,6 +14,7 @@ A model directory is self-contained. Every recipe writes::
     vocab.json          {"words": [...], "chars": [...]}   (index = id; 0 is padding, 1 unknown)
     model.safetensors   the weights (MambaTagger's state dict)
     lexicon.txt.gz      the disease lexicon, one normalized entry a line (with lexicon_dim > 0)
+    lexicon-TYPE.txt.gz the lexicon of each other type in the config's lexicon_types (e.g. lexicon-gene.txt.gz)
 
 ``pretrain`` (a bidirectional language model, models/language_model.py: an encoder that
 ``train scratch --init-from`` starts from; not a tagger) adds::
@@ -59,7 +60,7 @@ if TYPE_CHECKING:  # torch and the model code load only when a model does
 
     from mambaner_cli.model.config import TaggerConfig
     from mambaner_cli.model.features import Vocabulary
-    from mambaner_cli.model.lexicon import LexiconMatcher
+    from mambaner_cli.model.lexicon import LexiconMatcher, Lexicons
     from mambaner_cli.model.models.pretrained import PretrainedTagger
     from mambaner_cli.model.models.tagger import MambaTagger
     from mambaner_cli.model.modules.block import MambaStack
@@ -73,7 +74,7 @@ METRICS_FILE = "metrics.json"
 ARGS_FILE = "training_args.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "model.safetensors"
-LEXICON_FILE = "lexicon.txt.gz"
+LEXICON_FILE = "lexicon.txt.gz"  # the disease lexicon's: see lexicon_file
 TOKENIZER_DIR = "tokenizer"
 ADAPTER_DIR = "adapter"
 BACKBONE_DIR = "backbone"
@@ -233,7 +234,8 @@ def pack(source: Path, out: Path) -> dict[str, int]:
     # written beside its final name and renamed when complete: an interrupted pack leaves no half model
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        for name in (CARD_FILE, METRICS_FILE, ARGS_FILE, LEXICON_FILE):  # not a run's resume checkpoint
+        lexicons = [lexicon_file(name) for name in config.get("tagger", {}).get("lexicon_types", ["Disease"])]
+        for name in (CARD_FILE, METRICS_FILE, ARGS_FILE, *lexicons):  # not a run's resume checkpoint
             if (source / name).is_file():
                 shutil.copy2(source / name, work / name)
         write_json(work / VOCAB_FILE, vocab)
@@ -265,21 +267,30 @@ class ScratchModel:
     network: MambaTagger  # conventions folded: tagging runs a plain network
     words: Vocabulary
     chars: Vocabulary
-    lexicon: LexiconMatcher | None
+    lexicon: Lexicons | None  # one lexicon per type of the config's lexicon_types (with lexicon_dim > 0)
     name: str
     window: int
     convention: str | None  # the convention folded in (None: the model has none)
 
 
 def write_scratch(out: Path, network: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str,
-                  lexicon: LexiconMatcher | None = None) -> None:
-    """The weights, config (the first convention as the default, if any), vocabularies and lexicon."""
+                  lexicon: Lexicons | LexiconMatcher | None = None) -> None:
+    """The weights, config (the first convention as the default, if any), vocabularies and lexicons (a bare
+    LexiconMatcher is the lexicon of a network with one lexicon type)."""
     from safetensors.torch import save_file
+
+    from mambaner_cli.model.lexicon import LexiconMatcher, Lexicons
 
     out.mkdir(parents=True, exist_ok=True)
     if lexicon is not None:
-        with gzip.open(out / LEXICON_FILE, "wt", encoding="utf-8", compresslevel=9) as handle:
-            handle.writelines(line + "\n" for line in lexicon.to_list())
+        types = network.config.lexicon_types
+        if isinstance(lexicon, LexiconMatcher):
+            lexicon = Lexicons(dict(zip(types[:1], [lexicon])))
+        if lexicon.types != types:
+            raise ValueError(f"the lexicons are of types {lexicon.types}, the network reads {types}")
+        for mention_type, matcher in lexicon.matchers.items():
+            with gzip.open(out / lexicon_file(mention_type), "wt", encoding="utf-8", compresslevel=9) as handle:
+                handle.writelines(line + "\n" for line in matcher.to_list())
     state = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
     save_file(state, str(out / WEIGHTS_FILE))
     config = {"format": FORMAT, "version": VERSION, "name": name, "recipe": "scratch", "window": SCRATCH_WINDOW,
@@ -310,7 +321,7 @@ def load_scratch(model_dir: Path, config: dict[str, Any], convention: str | None
         chars = Vocabulary.from_list(_field(vocab, "chars", vocab_path))
     except (TypeError, ValueError) as error:
         raise MambanerError(f"{vocab_path}: {error}") from None
-    lexicon = _read_lexicon(model_dir / LEXICON_FILE) if tagger_config.lexicon_dim else None
+    lexicon = read_lexicons(model_dir, tagger_config.lexicon_types) if tagger_config.lexicon_dim else None
     # 2. check the parts against each other
     check_scratch(model_dir, tagger_config, words, chars, state)
     # 3. fold the convention
@@ -367,6 +378,19 @@ def check_vocabularies(model_dir: Path, config: TaggerConfig, words: Vocabulary,
             raise MambanerError(f"{model_dir}: the {file} vocabulary ({VOCAB_FILE}) has {len(table):,} entries, "
                                 f"the config {size:,} and the weights {rows if rows is not None else 'none'}: the "
                                 "files come from different models.")
+
+
+def lexicon_file(mention_type: str) -> str:
+    """The file name of a type's lexicon in a model directory: the disease lexicon keeps the name it had
+    before lexicons had types."""
+    return LEXICON_FILE if mention_type == "Disease" else f"lexicon-{mention_type.lower()}.txt.gz"
+
+
+def read_lexicons(model_dir: Path, types: list[str]) -> Lexicons:
+    """The lexicon of each type, in the config's order."""
+    from mambaner_cli.model.lexicon import Lexicons
+
+    return Lexicons({mention_type: _read_lexicon(model_dir / lexicon_file(mention_type)) for mention_type in types})
 
 
 def _read_lexicon(path: Path) -> LexiconMatcher:

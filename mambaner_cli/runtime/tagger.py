@@ -18,7 +18,7 @@ import torch
 from mambaner_cli.document import Sentence
 from mambaner_cli.errors import MambanerError
 from mambaner_cli.model.features import Vocabulary, encode_batch
-from mambaner_cli.model.lexicon import LexiconMatcher
+from mambaner_cli.model.lexicon import LexiconMatcher, Lexicons
 from mambaner_cli.model.models.tagger import MambaTagger
 from mambaner_cli.model.patterns import (
     VARIANT,
@@ -38,10 +38,15 @@ class Tagger:
     """The scratch recipe's network as a :class:`~mambaner_cli.runtime.sentence_tagger.SentenceTagger`."""
 
     def __init__(self, model: MambaTagger, words: Vocabulary, chars: Vocabulary, name: str,
-                 device: torch.device, window: int = SCRATCH_WINDOW, lexicon: LexiconMatcher | None = None,
+                 device: torch.device, window: int = SCRATCH_WINDOW, lexicon: Lexicons | LexiconMatcher | None = None,
                  convention: str | None = None, rules: bool = False) -> None:
         if model.config.lexicon_dim and lexicon is None:
             raise MambanerError(f"model {name} reads lexicon matches but has no lexicon (lexicon.txt.gz).")
+        if isinstance(lexicon, LexiconMatcher):  # the lexicon of a network with one lexicon type
+            lexicon = Lexicons(dict(zip(model.config.lexicon_types[:1], [lexicon])))
+        if lexicon is not None and model.config.lexicon_dim and lexicon.types != model.config.lexicon_types:
+            raise MambanerError(f"model {name} reads lexicons of {', '.join(model.config.lexicon_types)} but was given "
+                                f"{', '.join(lexicon.types)}.")
         self.lexicon = lexicon
         self.model = model.to(device).eval()
         self.words = words

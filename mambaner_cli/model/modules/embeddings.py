@@ -8,6 +8,7 @@ from torch import nn
 
 from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.features import NUM_CASE_IDS, Vocabulary
+from mambaner_cli.model.lexicon import lexicon_code_count
 
 
 class TokenFeatures(nn.Module):
@@ -25,8 +26,10 @@ class TokenFeatures(nn.Module):
             config.char_dim, config.char_channels, config.char_kernel, padding=config.char_kernel // 2
         )
         self.cases = nn.Embedding(NUM_CASE_IDS, config.case_dim, padding_idx=0)
-        # lexicon ids: 0 padding, then 1 + the match code (outside, begin, inside)
-        self.lexicon = nn.Embedding(4, config.lexicon_dim, padding_idx=0) if config.lexicon_dim else None
+        # lexicon ids: 0 padding, then 1 + the match code (outside, begin, inside; with several typed
+        # lexicons, each type's code combined: model/lexicon.py Lexicons)
+        self.lexicon = (nn.Embedding(1 + lexicon_code_count(len(config.lexicon_types)), config.lexicon_dim,
+                                     padding_idx=0) if config.lexicon_dim else None)
         # variant-pattern ids, coded the same way (model/patterns.py pattern_codes)
         self.patterns = nn.Embedding(4, config.pattern_dim, padding_idx=0) if config.pattern_dim else None
         self.dropout = nn.Dropout(config.dropout)
