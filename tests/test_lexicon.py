@@ -7,6 +7,7 @@ import gzip
 import importlib.util
 import json
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,6 @@ RANDOM_ENTRIES = ["breast cancer", "breast", "cancer", "breast cancer syndrome",
 
 @pytest.mark.parametrize("seed", range(5))
 def test_fast_spans_equal_the_plain_reference_on_random_sentences(seed):
-    import random
-
     rng = random.Random(seed)
     entries = rng.sample(RANDOM_ENTRIES, k=rng.randint(1, len(RANDOM_ENTRIES)))
     matcher = LexiconMatcher(entries)
@@ -318,3 +317,22 @@ def test_typed_lexicons_combine_their_codes_base_three():
     copy = pickle.loads(pickle.dumps(both))
     assert copy.match(sentence) == both.match(sentence)
     assert copy.matchers["Gene"]._normalized is copy.matchers["Disease"]._normalized  # one token cache
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_typed_lexicons_give_each_lexicons_own_codes_on_random_sentences(seed):
+    """Lexicons normalizes a sentence once for every type: its codes are the plain references' combined."""
+    rng = random.Random(seed)
+    matchers = {name: LexiconMatcher(rng.sample(RANDOM_ENTRIES, 6)) for name in ("Disease", "Gene", "Chemical")}
+    lexicons = Lexicons(matchers)
+
+    def reference_codes(matcher: LexiconMatcher, tokens: list[str]) -> list[int]:
+        codes = [0] * len(tokens)
+        for start, end in matcher.spans_reference(tokens):
+            codes[start:end] = [1] + [2] * (end - start - 1)
+        return codes
+
+    for _ in range(200):
+        tokens = [rng.choice(RANDOM_VOCABULARY) for _ in range(rng.randint(0, 25))]
+        expected = combine_codes([reference_codes(matcher, tokens) for matcher in matchers.values()])
+        assert lexicons.match(tokens) == expected, tokens

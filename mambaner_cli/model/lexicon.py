@@ -156,7 +156,10 @@ class LexiconMatcher:
         looked up only among those that start with the same two tokens, and normalized tokens come from
         the matcher's cache (tests/test_lexicon.py compares the two).
         """
-        normalized = list(map(self._normalized.__getitem__, tokens))
+        return self._spans(list(map(self._normalized.__getitem__, tokens)))
+
+    def _spans(self, normalized: list[str]) -> list[tuple[int, int]]:
+        """:meth:`spans` of tokens already normalized (:class:`Lexicons` normalizes once for every type)."""
         starts, pairs, keys = self._starts, self._pairs, self._keys
         found = []
         n, free = len(normalized), 0  # free: the first position not inside a span found so far
@@ -213,7 +216,7 @@ class Lexicons:
             raise ValueError("Lexicons needs at least one typed lexicon")
         self.matchers = dict(matchers)
         # One token cache for all: a token is normalized once however many lexicons look it up.
-        shared = _NormalizedTokens()
+        shared = self._normalized = _NormalizedTokens()
         for matcher in self.matchers.values():
             matcher._normalized = shared
 
@@ -233,11 +236,11 @@ class Lexicons:
 
     def match(self, tokens: Sequence[str]) -> list[int]:
         """Per token: sum over the types t (in order) of 3**t times the token's code in type t's lexicon."""
-        matchers = iter(self.matchers.values())
-        codes = next(matchers).match(tokens)
-        weight = 3
-        for matcher in matchers:
-            for start, end in matcher.spans(tokens):
+        normalized = list(map(self._normalized.__getitem__, tokens))
+        codes = [OUTSIDE] * len(tokens)
+        weight = 1
+        for matcher in self.matchers.values():
+            for start, end in matcher._spans(normalized):
                 codes[start] += weight * BEGIN
                 for j in range(start + 1, end):
                     codes[j] += weight * INSIDE
