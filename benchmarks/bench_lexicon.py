@@ -20,6 +20,7 @@ import importlib.util
 import time
 from pathlib import Path
 
+from mambaner_cli.model.config import TaggerConfig
 from mambaner_cli.model.lexicon import LexiconMatcher, Lexicons
 from mambaner_cli.readers import iter_documents
 from mambaner_cli.runtime.model_dir import (
@@ -81,7 +82,7 @@ def main() -> None:
             assert result == reference, f"{label} differs"
     if args.model:
         folder = resolve_model(args.model)
-        types = read_config(folder)["tagger"]["lexicon_types"]
+        types = TaggerConfig.from_dict(read_config(folder)["tagger"]).lexicon_types
         for label, chosen in ((f"match, {'+'.join(types)}", types), ("match, Disease alone", ["Disease"])):
             best[label] = []
             for _ in range(args.repeat):

