@@ -30,6 +30,11 @@ def found(text: str) -> list[str]:
     "V600E", "R1858X", "p.E180K", "p.(Arg153Ter)", "His158Arg", "Arg 3500 Gln", "p.Arg153X",
     "p.S124fsX127", "p.Cys817ValfsX15", "F508del", "ΔF508", "p.Phe508del", "rs2297882", "rs 2297882",
     "G1915T/A", "IVS19-37G/C", "c.410+5G/A", "-1001C/T", "Gly-->Ser", "Val->Ala",
+    # session 19: residues inserted, duplicated, deleted over a range (HGVS p.), a stop written "*", three-letter
+    # codes with hyphens, an arrow or "to" after the position, a codon word before a position, a comma after one
+    "D201ins", "p.Ala3dup", "p.Lys2_Met3insGlnSerLys", "p.Cys28delinsTrpVal", "E746_A750del", "R1858*",
+    "p.R1858*", "Arg-97-Gly", "Gly12-->Val", "Glu29 to Lys", "G12->V", "codon 104 G-->A", "IVS10+1, g-->t",
+    "V600E/K", "Arg-->Trp substitution at codon 248",
 ])
 def test_standard_notations_are_found_whole(mention: str) -> None:
     assert found(f"Carriers of {mention} were compared with controls.") == [mention]
@@ -42,6 +47,7 @@ def test_standard_notations_are_found_whole(mention: str) -> None:
     "Delta9-THC and the rs scale of 12",
     "c.671",  # a position without a change
     "C/T ratio and Gly or Ser",  # alleles without a position; residues without an arrow
+    "the stop codon at its end, an (AT)-rich region and Gly to Ser",  # no position; a repeat needs its count
 ])
 def test_other_tokens_are_not_variants(text: str) -> None:
     assert found(text) == []
@@ -55,6 +61,9 @@ def test_other_tokens_are_not_variants(text: str) -> None:
     "-218G", "IVS3-48C", "delTTCA", "GGCC insertion", "202 adenine deletion",
     # names that do not end in -ine: the cheap pre-test must let them through too
     "uracil to cytosine", "glutamate-to-lysine at codon 7", "stop codon to glutamine at codon 12",
+    # session 19: an intronic allele after a plus, a new stop at a position, a repeat, three-letter codes in words
+    "IVS10+4G", "stop codon at position 372", "termination at codon 1524", "(TTTA)n", "(CAG)11",
+    "Ala-to-Val substitution at codon 222",
 ])
 def test_variants_in_words_are_found_whole(mention: str) -> None:
     assert found(f"Carriers of the {mention} were compared with controls.") == [mention]
@@ -180,8 +189,8 @@ def test_tag_writes_pattern_mentions_at_their_offsets_and_network_only_turns_the
 def test_patterns_agree_with_tmvar3_gold(corpus_dir: Path) -> None:
     """Against the gold Variant mentions of tmVar3's train and devel splits: precise (98.6 % when written,
     98.7 % with session 11's allele and arrow forms, 91.7 % with session 14's forms in words, which tmVar3's
-    guideline marks only sometimes: "a two nucleotide deletion" is not marked, "a 13-bp deletion" is), and
-    finding most of them (46.5 %, then 48.5 %, then 77.4 %)."""
+    guideline marks only sometimes: "a two nucleotide deletion" is not marked, "a 13-bp deletion" is; 92.2 % with
+    session 19's), and finding most of them (46.5 %, then 48.5 %, then 77.4 %, then 80.0 %)."""
     from mambaner_cli.corpora import sentences
     from mambaner_cli.metrics import entity_scores, only_types
 
@@ -191,7 +200,7 @@ def test_patterns_agree_with_tmvar3_gold(corpus_dir: Path) -> None:
             gold.append(only_types(tags, ("Variant",)))
             predicted.append(add_variant_mentions(tokens, ["O"] * len(tokens)))
     scores = entity_scores(gold, predicted)
-    assert scores["precision"] >= 90.0 and scores["recall"] >= 75.0, scores
+    assert scores["precision"] >= 91.0 and scores["recall"] >= 79.0, scores
 
 
 def test_a_tagger_tags_greek_letters_as_their_spelled_names(tiny_model_dir: Path) -> None:

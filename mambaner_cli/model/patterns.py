@@ -34,10 +34,15 @@ _PREFIX = r"[cgmnr]~\.~"  # HGVS reference-sequence prefixes (DNA and RNA)
 _POSITION = r"[-*]?~\d+(?:~[-+]~\d+)?"  # 671, -308, *12, 360+1, 1706-2
 _INTRON = r"IVS~(?:-~)?[0-9IVX]+~[-+]~\d+"  # IVS10-1, IVS-II-1, IVSI-5
 _WHERE = f"(?:{_PREFIX})?(?:{_INTRON}|{_POSITION})(?:~[_-]~{_POSITION})?"  # a position or a range
+# a position in words after a change, and the change word before it: "... substitution at codon 44"
+_SITE = r"(?:~(?:at|in|of)~(?:nucleotide~position|nucleotide|position|codon|nt|residue|cDNA~base)~-?~\d+)"
+_CHANGE_WORD = "(?:transition|transversion|substitution|mutation|change|polymorphism)"
+_CHANGE_AT_SITE = f"(?:(?:~{_CHANGE_WORD})?{_SITE})?"
 
 _VARIANT_SOURCES = (
     # DNA substitution: c.671G>A, 1242G>T, -308G>A, IVS8+4A>G, IVSII-1(G>A), -369(C>G)
-    f"{_WHERE}~{_NT}~{_ARROW}~{_NT}",
+    # and with a codon word before the position or a comma after it: codon 104 G-->A, IVS10+1, g-->t
+    f"(?:codon~)?{_WHERE}~,?~{_NT}~{_ARROW}~{_NT}",
     fr"{_WHERE}~\(~{_NT}~{_ARROW}~{_NT}~\)",
     # two alleles at a position: IVS19-37G/C, c.410+5G/A, -1001C/T
     f"{_WHERE}~{_NT}~/~{_NT}",
@@ -47,16 +52,22 @@ _VARIANT_SOURCES = (
     # nucleotide before the position: G-308A (one-letter protein changes below cover C270T)
     r"[ACGT]~-~\d+[ACGT]",
     # protein, one-letter codes: V600E, R1858X (two digits at least: E2F, H2B, S6K are genes), p.E180K
-    fr"p~\.~(?:\(~{_AA1}\d+(?:{_AA1}|{_STOP})~\)|{_AA1}\d+(?:{_AA1}|{_STOP}))",
-    fr"{_AA1}\d{{2,}}(?:{_AA1}|{_STOP})(?:~/~[ACGT])?",  # G1915T/A: two alternative alleles
+    # ("*" is a token of its own: R1858*)
+    fr"p~\.~(?:\(~{_AA1}\d+(?:{_AA1}|{_STOP}|~\*)~\)|{_AA1}\d+(?:{_AA1}|{_STOP}|~\*))",
+    fr"{_AA1}\d{{2,}}(?:{_AA1}|{_STOP}|~\*)(?:~/~{_AA1})?",  # G1915T/A, V600E/K: two alternatives
     # protein, three-letter codes: His158Arg, Arg 3500 Gln, p.Arg153X
-    fr"(?:p~\.~)?(?:\(~{_AA3}~\d+~(?:{_AA3}|{_STOP})~\)|{_AA3}~\d+~(?:{_AA3}|{_STOP}))",
-    # residue change without a position, written with an arrow: Gly-->Ser, Val->Ala
-    f"{_AA3}~{_ARROW}~(?:{_AA3}|{_STOP})",
+    fr"(?:p~\.~)?(?:\(~{_AA3}~\d+~(?:{_AA3}|{_STOP})~\)|{_AA3}~(?:-~)?\d+~(?:-~)?(?:{_AA3}|{_STOP}))",
+    # ... with an arrow or "to" between the position and the new residue: Gly12-->Val, Glu29 to Lys, G12->V
+    fr"{_AA3}~(?:-~)?\d+~(?:{_ARROW}|(?:-~)?to~(?:-~)?)~(?:{_AA3}|{_STOP})|{_AA1}\d{{2,}}~{_ARROW}~(?:{_AA1}|{_STOP})",
+    # residue change without a position, written with an arrow, and the position in words after it if there is
+    # one: Gly-->Ser, Val->Ala, Arg-->Trp substitution at codon 248
+    f"{_AA3}~{_ARROW}~(?:{_AA3}|{_STOP}){_CHANGE_AT_SITE}",
     # frameshift: p.S124fsX127, p.Cys817ValfsX15, p.T3708fs3769
     fr"(?:p~\.~)?(?:{_AA3}|{_AA1})\d+(?:{_AA3}|{_AA1})?fs~(?:{_STOP}~)?\d*",
-    # deleted residue: F508del, p.Phe508del, delta F508, ΔF508
-    fr"(?:p~\.~)?(?:{_AA3}\d+|{_AA1}\d{{2,}})del|(?:Δ|[Dd]elta)~{_AA1}\d{{2,}}",
+    # residues deleted, inserted, duplicated (HGVS p.), one or a range: F508del, p.Phe508del, D201ins,
+    # p.Ala3dup, p.Lys2_Met3insGlnSerLys, p.Cys28delinsTrpVal; delta F508, ΔF508
+    fr"(?:p~\.~)?(?:{_AA3}\d+|{_AA1}\d{{2,}})(?:~_~(?:{_AA3}|{_AA1})\d+)?(?:delins|del|ins|dup)(?:{_AA3}+|{_AA1}+|\d+)?",
+    fr"(?:Δ|[Dd]elta)~{_AA1}\d{{2,}}",
     # dbSNP reference SNP ids
     r"rs~\d{3,}",
 )
@@ -83,9 +94,6 @@ _UNIT = r"(?:bp|base~pairs?|bases?|nucleotides?|nt|kb|kbp|Mb|Mbp)"
 _INDEL = (r"(?:(?:deletion|insertion|duplication)~/~(?:deletion|insertion|duplication)|ins~/~del|del~/~ins"
           r"|deletions?|insertions?|duplications?|inversion|indel)")
 _INDEL_WORDS = r"(?:(?:tandem|in-?frame|heterozygous|homozygous|interstitial|gene|frameshift)~)*"
-_SITE = r"(?:~(?:at|in|of)~(?:nucleotide~position|nucleotide|position|codon|nt|residue|cDNA~base)~-?~\d+)"
-_CHANGE_WORD = "(?:transition|transversion|substitution|mutation|change|polymorphism)"
-_CHANGE_AT_SITE = f"(?:(?:~{_CHANGE_WORD})?{_SITE})?"
 
 _PROSE_SOURCES = (
     f"{_COUNT}~(?:-~)?{_UNIT}~(?:-~)?{_INDEL_WORDS}{_INDEL}{_SITE}?",  # 13-bp deletion, 4-Mb interstitial deletion
@@ -95,12 +103,16 @@ _PROSE_SOURCES = (
     f"{_BASE_NAME}~{_TO}{_BASE_NAME}{_CHANGE_AT_SITE}",  # guanine to adenine substitution of nucleotide -308
     fr"(?:codon~(?:\(~CD~\)~)?\d+~,?~)?{_BASE}{{3}}~{_ARROW}~{_BASE}{{2,3}}{_CHANGE_AT_SITE}",  # codon 29, GGC-->AGC
     f"{_RESIDUE_NAME}~{_TO}{_RESIDUE_NAME}(?:~{_CHANGE_WORD})?{_SITE}",  # valine-to-methionine at codon 44
+    f"{_AA3}~{_TO}{_AA3}(?:~{_CHANGE_WORD})?{_SITE}",  # Ala-to-Val substitution at codon 222
     # an allele at a position: -218G, IVS3-48C; not after a capital or digit (IL-17A, HEK-293T are names)
-    r"IVS\d+~-~\d{2,}[ACGT]|(?<![A-Z0-9] )-~\d{2,}[ACGT]",
+    r"IVS\d+~[-+]~\d+[ACGT]|(?<![A-Z0-9] )-~\d{2,}[ACGT]",
     r"del[ACGT]+",  # delTTCA
     f"(?:[CGT]|{_BASE}{{2,}})~{_INDEL}{_SITE}?",  # C deletion, GGCC insertion at position 1277 ("A deletion" is English)
     fr"\d+~{_BASE_NAME}~{_INDEL}{_SITE}?|{_BASE_NAME}~{_INDEL}{_SITE}",  # 202 adenine deletion
     r"(?:Δ|[Dd]elta)\d{2,}",  # CCR5-Delta32
+    # a new stop at a position: stop codon at position 372, termination at codon 1524
+    r"(?:stop~codon|stop|termination~codon|termination)~at~(?:amino~acid~)?(?:codon|position|residue)~\d+",
+    f"\\(~{_BASE}{{2,}}~\\)~(?:n|\\d+)",  # a repeat: (TTTA)n, (CAG)11
 )
 _PROSE_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _PROSE_SOURCES).replace("~", " ?")
                             + r")(?!\S)")
@@ -111,14 +123,18 @@ _PROSE_PATTERN = re.compile(r"(?<!\S)(?:" + "|".join(f"(?:{s})" for s in _PROSE_
 # then took 11-20 us a sentence over BC5CDR's 13,938 (throwaway timings on a busy machine, README, Performance).
 _DIGIT = re.compile(r"\d")
 _LETTER_DIGIT = re.compile(r"[A-Za-z][0-9]|[0-9][A-Za-z]")
-_WORD_DIGIT = re.compile(r"(?:[A-Z][a-z][a-z]|rs) [0-9]")
+_WORD_DIGIT = re.compile(r"(?:[A-Z][a-z][a-z]|rs) (?:- )?[0-9]")
 _RESIDUE_ARROW = re.compile(r"[A-Z][a-z][a-z] (?:- ){0,2}[>→]")  # Gly - - > Ser: tokens joined by spaces
 # Every prose pattern has an indel word, a base or residue name before "to", an arrow, a delta with a number,
-# or a minus before a position and base: substring tests first (most sentences fail them), a regex to confirm
+# a minus or plus before a position and base, a stop word before "at", or bases in brackets before a count:
+# substring tests first (most sentences fail them), a regex to confirm
 _INDEL_HINT = re.compile(r"deletion|insertion|duplication|inversion|indel|del ?/|/ ?del|del[ACGT]")
-_TO_HINT = re.compile(r"(?:\b[ACGT]|ine|ate|acid|uracil|stop|codon) (?:- )?to ")  # every _BASE_NAME, _RESIDUE_NAME
+# every _BASE_NAME, _RESIDUE_NAME and three-letter code before "to"
+_TO_HINT = re.compile(rf"(?:\b[ACGT]|ine|ate|acid|uracil|stop|codon|\b{_AA3}) (?:- )?to ")
 _DELTA_HINT = re.compile(r"[Dd]elta\d")
-_ALLELE_HINT = re.compile(r"- \d+[ACGT]\b")
+_ALLELE_HINT = re.compile(r"[-+] \d+[ACGT]\b")
+_STOP_HINT = re.compile(r"(?:stop|termination)(?: codon)? at ")
+_REPEAT_HINT = re.compile(r"\( [ACGT]{2,} \) (?:n|\d)")
 
 
 def _may_have_variant(text: str) -> bool:
@@ -133,7 +149,9 @@ def _may_have_prose_variant(text: str) -> bool:
             or (("del" in text or "ins" in text or "dup" in text or "inv" in text) and bool(_INDEL_HINT.search(text)))
             or (" to " in text and bool(_TO_HINT.search(text)))
             or ("elta" in text and bool(_DELTA_HINT.search(text)))
-            or ("- " in text and bool(_ALLELE_HINT.search(text))))
+            or (("- " in text or "+ " in text) and bool(_ALLELE_HINT.search(text)))
+            or (" at " in text and bool(_STOP_HINT.search(text)))
+            or (") " in text and bool(_REPEAT_HINT.search(text))))
 
 
 class VariantMatches(NamedTuple):
