@@ -34,7 +34,7 @@ def found(text: str) -> list[str]:
     # codes with hyphens, an arrow or "to" after the position, a codon word before a position, a comma after one
     "D201ins", "p.Ala3dup", "p.Lys2_Met3insGlnSerLys", "p.Cys28delinsTrpVal", "E746_A750del", "R1858*",
     "p.R1858*", "Arg-97-Gly", "Gly12-->Val", "Glu29 to Lys", "G12->V", "codon 104 G-->A", "IVS10+1, g-->t",
-    "V600E/K", "Arg-->Trp substitution at codon 248",
+    "V600E/K", "Arg-->Trp substitution at codon 248", "A64 to G",
 ])
 def test_standard_notations_are_found_whole(mention: str) -> None:
     assert found(f"Carriers of {mention} were compared with controls.") == [mention]
@@ -63,7 +63,7 @@ def test_other_tokens_are_not_variants(text: str) -> None:
     "uracil to cytosine", "glutamate-to-lysine at codon 7", "stop codon to glutamine at codon 12",
     # session 19: an intronic allele after a plus, a new stop at a position, a repeat, three-letter codes in words
     "IVS10+4G", "stop codon at position 372", "termination at codon 1524", "(TTTA)n", "(CAG)11",
-    "Ala-to-Val substitution at codon 222",
+    "Ala-to-Val substitution at codon 222", "alanine 64 to glycine", "arginine-72 to proline",
 ])
 def test_variants_in_words_are_found_whole(mention: str) -> None:
     assert found(f"Carriers of the {mention} were compared with controls.") == [mention]
@@ -76,6 +76,7 @@ def test_variants_in_words_are_found_whole(mention: str) -> None:
     ("A deletion of exon 3 was found.", []),  # "A" is the article
     ("A leucine to proline substitution was seen.", []),  # a residue change in words needs its position
     ("It rose from 10 to 20 mg in the model.", []),
+    ("Cells moved from G1 to S phase.", []),  # one digit: a cell-cycle phase, not a residue
 ])
 def test_words_that_look_like_variants(text: str, mentions: list[str]) -> None:
     assert found(text) == mentions

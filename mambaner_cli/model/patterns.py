@@ -57,8 +57,8 @@ _VARIANT_SOURCES = (
     fr"{_AA1}\d{{2,}}(?:{_AA1}|{_STOP}|~\*)(?:~/~{_AA1})?",  # G1915T/A, V600E/K: two alternatives
     # protein, three-letter codes: His158Arg, Arg 3500 Gln, p.Arg153X
     fr"(?:p~\.~)?(?:\(~{_AA3}~\d+~(?:{_AA3}|{_STOP})~\)|{_AA3}~(?:-~)?\d+~(?:-~)?(?:{_AA3}|{_STOP}))",
-    # ... with an arrow or "to" between the position and the new residue: Gly12-->Val, Glu29 to Lys, G12->V
-    fr"{_AA3}~(?:-~)?\d+~(?:{_ARROW}|(?:-~)?to~(?:-~)?)~(?:{_AA3}|{_STOP})|{_AA1}\d{{2,}}~{_ARROW}~(?:{_AA1}|{_STOP})",
+    # ... with an arrow or "to" between the position and the new residue: Gly12-->Val, Glu29 to Lys, G12->V, A64 to G
+    fr"{_AA3}~(?:-~)?\d+~(?:{_ARROW}|(?:-~)?to~(?:-~)?)~(?:{_AA3}|{_STOP})|{_AA1}\d{{2,}}~(?:{_ARROW}|(?:-~)?to~(?:-~)?)~(?:{_AA1}|{_STOP})",
     # residue change without a position, written with an arrow, and the position in words after it if there is
     # one: Gly-->Ser, Val->Ala, Arg-->Trp substitution at codon 248
     f"{_AA3}~{_ARROW}~(?:{_AA3}|{_STOP}){_CHANGE_AT_SITE}",
@@ -103,6 +103,7 @@ _PROSE_SOURCES = (
     f"{_BASE_NAME}~{_TO}{_BASE_NAME}{_CHANGE_AT_SITE}",  # guanine to adenine substitution of nucleotide -308
     fr"(?:codon~(?:\(~CD~\)~)?\d+~,?~)?{_BASE}{{3}}~{_ARROW}~{_BASE}{{2,3}}{_CHANGE_AT_SITE}",  # codon 29, GGC-->AGC
     f"{_RESIDUE_NAME}~{_TO}{_RESIDUE_NAME}(?:~{_CHANGE_WORD})?{_SITE}",  # valine-to-methionine at codon 44
+    fr"{_RESIDUE_NAME}~(?:-~)?\d+~{_TO}{_RESIDUE_NAME}",  # alanine 64 to glycine
     f"{_AA3}~{_TO}{_AA3}(?:~{_CHANGE_WORD})?{_SITE}",  # Ala-to-Val substitution at codon 222
     # an allele at a position: -218G, IVS3-48C; not after a capital or digit (IL-17A, HEK-293T are names)
     r"IVS\d+~[-+]~\d+[ACGT]|(?<![A-Z0-9] )-~\d{2,}[ACGT]",
@@ -129,8 +130,8 @@ _RESIDUE_ARROW = re.compile(r"[A-Z][a-z][a-z] (?:- ){0,2}[>→]")  # Gly - - > S
 # a minus or plus before a position and base, a stop word before "at", or bases in brackets before a count:
 # substring tests first (most sentences fail them), a regex to confirm
 _INDEL_HINT = re.compile(r"deletion|insertion|duplication|inversion|indel|del ?/|/ ?del|del[ACGT]")
-# every _BASE_NAME, _RESIDUE_NAME and three-letter code before "to"
-_TO_HINT = re.compile(rf"(?:\b[ACGT]|ine|ate|acid|uracil|stop|codon|\b{_AA3}) (?:- )?to ")
+# every _BASE_NAME, _RESIDUE_NAME and three-letter code before "to", or before a position and "to"
+_TO_HINT = re.compile(rf"(?:\b[ACGT]|ine|ate|acid|uracil|stop|codon|\b{_AA3})(?: (?:- )?\d+)? (?:- )?to ")
 _DELTA_HINT = re.compile(r"[Dd]elta\d")
 _ALLELE_HINT = re.compile(r"[-+] \d+[ACGT]\b")
 _STOP_HINT = re.compile(r"(?:stop|termination)(?: codon)? at ")
