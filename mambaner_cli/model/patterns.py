@@ -38,6 +38,7 @@ _WHERE = f"(?:{_PREFIX})?(?:{_INTRON}|{_POSITION})(?:~[_-]~{_POSITION})?"  # a p
 _SITE = r"(?:~(?:at|in|of)~(?:nucleotide~position|nucleotide|position|codon|nt|residue|cDNA~base)~-?~\d+)"
 _CHANGE_WORD = "(?:transition|transversion|substitution|mutation|change|polymorphism)"
 _CHANGE_AT_SITE = f"(?:(?:~{_CHANGE_WORD})?{_SITE})?"
+_TO = "(?:-~)?to~(?:-~)?"  # C to T, A-to-G, Glu29 to Lys
 
 _VARIANT_SOURCES = (
     # DNA substitution: c.671G>A, 1242G>T, -308G>A, IVS8+4A>G, IVSII-1(G>A), -369(C>G)
@@ -58,7 +59,8 @@ _VARIANT_SOURCES = (
     # protein, three-letter codes: His158Arg, Arg 3500 Gln, p.Arg153X
     fr"(?:p~\.~)?(?:\(~{_AA3}~\d+~(?:{_AA3}|{_STOP})~\)|{_AA3}~(?:-~)?\d+~(?:-~)?(?:{_AA3}|{_STOP}))",
     # ... with an arrow or "to" between the position and the new residue: Gly12-->Val, Glu29 to Lys, G12->V, A64 to G
-    fr"{_AA3}~(?:-~)?\d+~(?:{_ARROW}|(?:-~)?to~(?:-~)?)~(?:{_AA3}|{_STOP})|{_AA1}\d{{2,}}~(?:{_ARROW}|(?:-~)?to~(?:-~)?)~(?:{_AA1}|{_STOP})",
+    fr"{_AA3}~(?:-~)?\d+~(?:{_ARROW}|{_TO})~(?:{_AA3}|{_STOP})",
+    fr"{_AA1}\d{{2,}}~(?:{_ARROW}|{_TO})~(?:{_AA1}|{_STOP})",
     # residue change without a position, written with an arrow, and the position in words after it if there is
     # one: Gly-->Ser, Val->Ala, Arg-->Trp substitution at codon 248
     f"{_AA3}~{_ARROW}~(?:{_AA3}|{_STOP}){_CHANGE_AT_SITE}",
@@ -87,7 +89,6 @@ _BASE_NAME = "(?:adenine|guanine|cytosine|thymine|uracil)"
 _RESIDUE_NAME = ("(?:alanine|arginine|asparagine|aspartate|aspartic~acid|cysteine|glutamine|glutamate|glutamic~acid"
                  "|glycine|histidine|isoleucine|leucine|lysine|methionine|phenylalanine|proline|serine|threonine"
                  "|tryptophan|tyrosine|valine|stop~codon|stop)")
-_TO = "(?:-~)?to~(?:-~)?"
 _COUNT = r"(?:\d+(?:~[.,]~\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|single)"
 _UNIT = r"(?:bp|base~pairs?|bases?|nucleotides?|nt|kb|kbp|Mb|Mbp)"
 # longest first: an alternation takes the first alternative that lets the whole pattern match
